@@ -1,0 +1,192 @@
+//! The OpenWhisk REST API v1 over the [`Controller`] engine (axum).
+//!
+//! ```no_run
+//! # async fn demo(controller: std::sync::Arc<whisk_core::controller::Controller>) {
+//! let app = whisk_core::api::router(controller);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3233").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+mod actions;
+mod activations;
+mod error;
+mod meta;
+mod params;
+
+pub use error::ApiError;
+
+use crate::controller::Controller;
+use crate::entity::name::{validate_namespace, DEFAULT_NAMESPACE};
+use crate::entity::Identity;
+use crate::message::TransactionId;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use error::{default_message, ErrorMessage};
+use std::sync::Arc;
+
+/// Largest request body the server reads at all (Pekko's `max-content-length`, 50 MB).
+const MAX_CONTENT_LENGTH: usize = 50 * 1024 * 1024;
+
+/// Header carrying the activation id on invoke responses.
+pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
+
+/// The shared state of the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    controller: Arc<Controller>,
+}
+
+/// Builds the API router.
+pub fn router(controller: Arc<Controller>) -> Router {
+    let state = ApiState { controller };
+    let ns = "/api/v1/namespaces/{ns}";
+    let api = Router::new()
+        .route("/api/v1", get(meta::api_info))
+        .route("/api/v1/namespaces", get(meta::namespaces))
+        .route(&format!("{ns}/actions"), get(actions::list))
+        .route(
+            &format!("{ns}/actions/{{name}}"),
+            get(actions::get).put(actions::put).delete(actions::delete).post(actions::invoke),
+        )
+        .route(
+            &format!("{ns}/actions/{{pkg}}/{{name}}"),
+            get(actions::get_in_package)
+                .put(actions::put_in_package)
+                .delete(actions::delete_in_package)
+                .post(actions::invoke_in_package),
+        )
+        .route(&format!("{ns}/activations"), get(activations::list))
+        .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
+        .route(&format!("{ns}/activations/{{id}}/logs"), get(activations::logs))
+        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result))
+        .route("/api/v1/{*rest}", axum::routing::options(|| async { StatusCode::OK }));
+    Router::new()
+        .route("/", get(meta::info))
+        .route("/ping", get(|| async { "pong" }))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
+        .layer(middleware::from_fn(transaction))
+        .with_state(state)
+}
+
+/// Assigns the transaction id, renders error bodies and adds the CORS and `X-Request-ID`
+/// headers.
+async fn transaction(mut req: Request, next: Next) -> Response {
+    let tid = TransactionId::from_header(
+        req.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let cors = req.uri().path().starts_with("/api/v1");
+    req.extensions_mut().insert(tid.clone());
+    let mut resp = next.run(req).await;
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        let is_json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if !is_json {
+            let message = match resp.extensions().get::<ErrorMessage>() {
+                Some(m) => m.0.clone(),
+                None => {
+                    let (parts, body) = resp.into_parts();
+                    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&bytes).to_string();
+                    resp = Response::from_parts(parts, axum::body::Body::empty());
+                    default_message(resp.status(), &text)
+                }
+            };
+            let (mut parts, _) = resp.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let body = serde_json::json!({"error": message, "code": tid.id()});
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp = Response::from_parts(parts, axum::body::Body::from(body.to_string()));
+        }
+    }
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(tid.id()) {
+        h.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if cors {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, DELETE, POST, PUT, HEAD"),
+        );
+    }
+    resp
+}
+
+/// The authenticated caller (HTTP Basic `uuid:key`).
+pub struct Auth(pub Identity);
+
+impl FromRequestParts<ApiState> for Auth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let unauthorized = |msg: &str| {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"OpenWhisk secure realm\""),
+            );
+            r
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "The resource requires authentication, which was not supplied with the request",
+            ));
+        };
+        let creds = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some((uuid, key)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
+            return Err(unauthorized("The supplied authentication is invalid"));
+        };
+        match state.controller.authenticate(uuid, key).await {
+            Ok(Some(identity)) => Ok(Auth(identity)),
+            Ok(None) => Err(unauthorized("The supplied authentication is invalid")),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+/// The transaction id of the request.
+pub struct Tid(pub TransactionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Tid {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Tid(parts
+            .extensions
+            .get::<TransactionId>()
+            .cloned()
+            .unwrap_or_else(TransactionId::generate)))
+    }
+}
+
+/// Resolves the `{ns}` path segment for `user`: `_` is the caller's namespace; other
+/// namespaces are validated and, in this slice, not accessible (403).
+pub(crate) fn resolve_namespace(user: &Identity, ns: &str, resource: &str) -> Result<String, ApiError> {
+    let own = &user.namespace.name;
+    if ns == DEFAULT_NAMESPACE || ns == own {
+        return Ok(own.clone());
+    }
+    validate_namespace(ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let target = if resource.is_empty() { ns.to_string() } else { format!("{ns}/{resource}") };
+    Err(ApiError::forbidden(&target))
+}

@@ -1,0 +1,386 @@
+//! What an action runs (`exec`) and the runtime manifest that says which kinds exist.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The manifest bundled with whisk (OpenWhisk's `runtimes.json` shape).
+pub const BUNDLED_MANIFEST: &str = include_str!("../../runtimes.json");
+
+/// An image reference in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageName {
+    /// Registry prefix, e.g. `openwhisk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Image name, e.g. `action-nodejs-v20`.
+    pub name: String,
+    /// Tag, e.g. `nightly`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl std::fmt::Display for ImageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(p) = &self.prefix {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(&self.name)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One runtime kind of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeKind {
+    /// The kind, e.g. `nodejs:20`.
+    pub kind: String,
+    /// Whether this is its family's `:default`.
+    #[serde(default)]
+    pub default: bool,
+    /// The image that runs it.
+    pub image: ImageName,
+    /// Deprecated kinds may be read and deleted but not created, updated or invoked.
+    #[serde(default)]
+    pub deprecated: bool,
+    /// Whether code is stored as an attachment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached: Option<Value>,
+    /// Whether `main` must be given (java, dotnet).
+    #[serde(default, rename = "requireMain")]
+    pub require_main: bool,
+    /// Prewarm configuration, kept as given.
+    #[serde(default, rename = "stemCells", skip_serializing_if = "Option::is_none")]
+    pub stem_cells: Option<Value>,
+}
+
+/// The runtime manifest: kinds by family, plus blackbox images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeManifest {
+    /// Kinds grouped by family (`nodejs`, `python`, ...).
+    pub runtimes: BTreeMap<String, Vec<RuntimeKind>>,
+    /// Images of blackbox runtimes.
+    #[serde(default)]
+    pub blackboxes: Vec<ImageName>,
+}
+
+impl Default for RuntimeManifest {
+    fn default() -> Self {
+        Self::from_json(BUNDLED_MANIFEST).expect("bundled runtimes.json is valid")
+    }
+}
+
+impl RuntimeManifest {
+    /// Parses a manifest in `runtimes.json` shape.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+
+    /// All kinds, in manifest order.
+    pub fn kinds(&self) -> impl Iterator<Item = &RuntimeKind> {
+        self.runtimes.values().flatten()
+    }
+
+    /// Resolves `kind` (lowercased and trimmed; `family:default` allowed) to its manifest entry.
+    pub fn resolve(&self, kind: &str) -> Result<&RuntimeKind, ExecError> {
+        let k = kind.trim().to_lowercase();
+        let found = match k.strip_suffix(":default") {
+            Some(family) => self
+                .runtimes
+                .get(family)
+                .and_then(|ks| ks.iter().find(|r| r.default)),
+            None => self.kinds().find(|r| r.kind == k),
+        };
+        found.ok_or_else(|| ExecError::UnsupportedKind {
+            kind: kind.to_string(),
+            valid: self.kinds().map(|r| r.kind.clone()).collect(),
+        })
+    }
+
+    /// The `runtimes` object of `GET /`.
+    pub fn info_json(&self) -> Value {
+        let families: Map<String, Value> = self
+            .runtimes
+            .iter()
+            .map(|(family, kinds)| {
+                let list = kinds
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "kind": r.kind,
+                            "image": r.image.to_string(),
+                            "deprecated": r.deprecated,
+                            "default": r.default,
+                            "attached": r.attached.is_some(),
+                            "requireMain": r.require_main,
+                        })
+                    })
+                    .collect();
+                (family.clone(), Value::Array(list))
+            })
+            .collect();
+        Value::Object(families)
+    }
+}
+
+/// Why an `exec` was rejected; `Display` is OpenWhisk's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The kind is not in the manifest.
+    #[error("The specified runtime '{kind}' is not supported by this platform. Valid values are: {}.", valid.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "))]
+    UnsupportedKind {
+        /// The requested kind.
+        kind: String,
+        /// Kinds the manifest has.
+        valid: Vec<String>,
+    },
+    /// The kind is deprecated.
+    #[error("The '{0}' runtime is no longer supported. You may read and delete but not update or invoke this action.")]
+    Deprecated(String),
+    /// A code kind without code, or a malformed exec.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// The runnable part of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exec {
+    /// Source or a base64 zip for a manifest kind.
+    Code {
+        /// The resolved kind, e.g. `nodejs:20`.
+        kind: String,
+        /// Source text, or base64 when `binary`.
+        code: String,
+        /// Whether `code` is base64.
+        binary: bool,
+        /// The entry function when not `main`.
+        main: Option<String>,
+    },
+    /// A custom image speaking the runtime protocol.
+    Blackbox {
+        /// The image to run.
+        image: String,
+        /// Optional code handed to the image's `/init`.
+        code: Option<String>,
+        /// Whether `code` is base64.
+        binary: bool,
+        /// The entry point when given.
+        main: Option<String>,
+    },
+}
+
+/// The `exec` object of a `PUT` body or a stored document, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExecPut {
+    /// The kind (`nodejs:20`, `python:default`, `blackbox`, ...).
+    pub kind: String,
+    /// Code text or base64.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Image for blackbox.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Entry point.
+    #[serde(default)]
+    pub main: Option<String>,
+    /// Legacy field for java code.
+    #[serde(default)]
+    pub jar: Option<String>,
+}
+
+/// OpenWhisk's `isBinaryCode`: non-empty, length a multiple of 4 and base64 characters only.
+pub fn is_binary_code(code: &str) -> bool {
+    let t = code.trim();
+    if t.is_empty() || t.len() % 4 != 0 {
+        return false;
+    }
+    let body = t.trim_end_matches('=');
+    t.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+impl ExecPut {
+    /// Validates against `manifest`, resolving `:default` kinds.
+    pub fn resolve(self, manifest: &RuntimeManifest) -> Result<Exec, ExecError> {
+        let main = self.main.filter(|m| !m.is_empty());
+        if self.kind.trim().eq_ignore_ascii_case("blackbox") {
+            let image = self.image.filter(|i| !i.is_empty()).ok_or_else(|| {
+                ExecError::Malformed("'image' must be a string defined in 'exec' for 'blackbox' actions".into())
+            })?;
+            let binary = self.code.as_deref().map(is_binary_code).unwrap_or(false);
+            return Ok(Exec::Blackbox {
+                image,
+                code: self.code,
+                binary,
+                main,
+            });
+        }
+        let rt = manifest.resolve(&self.kind)?;
+        if rt.deprecated {
+            return Err(ExecError::Deprecated(rt.kind.clone()));
+        }
+        let code = self.code.or(self.jar).ok_or_else(|| {
+            ExecError::Malformed(format!(
+                "'code' must be a string defined in 'exec' for '{}' actions",
+                rt.kind
+            ))
+        })?;
+        if rt.require_main && main.is_none() {
+            return Err(ExecError::Malformed(format!(
+                "'main' must be a string defined in 'exec' for '{}' actions",
+                rt.kind
+            )));
+        }
+        Ok(Exec::Code {
+            kind: rt.kind.clone(),
+            binary: is_binary_code(&code),
+            code,
+            main,
+        })
+    }
+}
+
+impl Exec {
+    /// The kind (`blackbox` for images).
+    pub fn kind(&self) -> &str {
+        match self {
+            Exec::Code { kind, .. } => kind,
+            Exec::Blackbox { .. } => "blackbox",
+        }
+    }
+
+    /// The code, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Exec::Code { code, .. } => Some(code),
+            Exec::Blackbox { code, .. } => code.as_deref(),
+        }
+    }
+
+    /// Whether the code is base64.
+    pub fn binary(&self) -> bool {
+        match self {
+            Exec::Code { binary, .. } | Exec::Blackbox { binary, .. } => *binary,
+        }
+    }
+
+    /// The entry point, if set.
+    pub fn main(&self) -> Option<&str> {
+        match self {
+            Exec::Code { main, .. } | Exec::Blackbox { main, .. } => main.as_deref(),
+        }
+    }
+
+    /// The image of a blackbox action.
+    pub fn image(&self) -> Option<&str> {
+        match self {
+            Exec::Blackbox { image, .. } => Some(image),
+            Exec::Code { .. } => None,
+        }
+    }
+
+    /// The JSON form; without the code when `with_code` is false.
+    pub fn to_json(&self, with_code: bool) -> Value {
+        let mut m = Map::new();
+        m.insert("kind".into(), json!(self.kind()));
+        if let Some(image) = self.image() {
+            m.insert("image".into(), json!(image));
+        }
+        if with_code {
+            if let Some(code) = self.code() {
+                m.insert("code".into(), json!(code));
+            }
+        }
+        m.insert("binary".into(), json!(self.binary()));
+        if let Some(main) = self.main() {
+            m.insert("main".into(), json!(main));
+        }
+        Value::Object(m)
+    }
+
+    /// The size counted against `exec-size-limit`.
+    pub fn size(&self) -> usize {
+        self.code().map(str::len).unwrap_or(0) + self.image().map(str::len).unwrap_or(0)
+    }
+}
+
+impl Serialize for Exec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json(true).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Exec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            kind: String,
+            code: Option<String>,
+            image: Option<String>,
+            #[serde(default)]
+            binary: bool,
+            main: Option<String>,
+        }
+        let s = Stored::deserialize(d)?;
+        Ok(if s.kind == "blackbox" {
+            Exec::Blackbox {
+                image: s.image.unwrap_or_default(),
+                code: s.code,
+                binary: s.binary,
+                main: s.main,
+            }
+        } else {
+            Exec::Code {
+                kind: s.kind,
+                code: s.code.unwrap_or_default(),
+                binary: s.binary,
+                main: s.main,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_kinds_resolve() {
+        let m = RuntimeManifest::default();
+        assert_eq!(m.resolve("nodejs:default").unwrap().kind, "nodejs:20");
+        assert_eq!(m.resolve(" Python:3.11 ").unwrap().kind, "python:3.11");
+        let err = m.resolve("cobol:1").unwrap_err().to_string();
+        assert_eq!(err, "The specified runtime 'cobol:1' is not supported by this platform. Valid values are: 'nodejs:20', 'python:3.11'.");
+    }
+
+    #[test]
+    fn binary_detection() {
+        assert!(is_binary_code("UEsDBA=="));
+        assert!(!is_binary_code("function main() { return {} }"));
+        assert!(!is_binary_code(""));
+        assert!(!is_binary_code("abc"));
+    }
+
+    #[test]
+    fn exec_json_forms() {
+        let m = RuntimeManifest::default();
+        let put: ExecPut =
+            serde_json::from_value(json!({"kind":"nodejs:default","code":"function main(){}"}))
+                .unwrap();
+        let exec = put.resolve(&m).unwrap();
+        assert_eq!(
+            serde_json::to_value(&exec).unwrap(),
+            json!({"kind":"nodejs:20","code":"function main(){}","binary":false})
+        );
+        assert_eq!(exec.to_json(false), json!({"kind":"nodejs:20","binary":false}));
+        let back: Exec = serde_json::from_value(serde_json::to_value(&exec).unwrap()).unwrap();
+        assert_eq!(back, exec);
+        let missing: ExecPut = serde_json::from_value(json!({"kind":"python:3.11"})).unwrap();
+        assert!(matches!(missing.resolve(&m), Err(ExecError::Malformed(_))));
+    }
+}

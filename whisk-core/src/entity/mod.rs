@@ -1,0 +1,19 @@
+//! The OpenWhisk entity model, serialised exactly as OpenWhisk serialises it.
+
+pub mod action;
+pub mod activation;
+pub mod exec;
+pub mod identity;
+pub mod limits;
+pub mod name;
+pub mod parameters;
+pub mod semver;
+
+pub use action::{WhiskAction, WhiskActionPut};
+pub use activation::{ActivationId, ActivationResponse, StatusCode, WhiskActivation};
+pub use exec::{Exec, RuntimeManifest};
+pub use identity::{AuthKey, Identity, SubjectDoc};
+pub use limits::{ActionLimits, SystemLimits};
+pub use name::{EntityName, FullyQualifiedEntityName, NameError};
+pub use parameters::{Parameter, Parameters};
+pub use semver::SemVer;

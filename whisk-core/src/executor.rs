@@ -1,0 +1,84 @@
+//! The `ContainerExecutor` trait and the `Container` handle it yields.
+//!
+//! An executor starts containers that speak the OpenWhisk runtime protocol; the protocol
+//! client itself ([`crate::runtime`]) is shared by every executor.
+
+use crate::logs::LogLine;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What an executor operation failed with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// The kind or image cannot run on this executor.
+    #[error("unsupported runtime: {0}")]
+    Unsupported(String),
+    /// The container could not be started.
+    #[error("container start failed: {0}")]
+    StartFailed(String),
+    /// The container is gone.
+    #[error("container is gone: {0}")]
+    Gone(String),
+    /// Anything else.
+    #[error("executor error: {0}")]
+    Other(String),
+}
+
+/// What to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    /// A name unique among this executor's containers (OpenWhisk style `wsk0_3_guest_hello`).
+    pub name: String,
+    /// The runtime kind (`nodejs:20`) or `blackbox`.
+    pub kind: String,
+    /// The image, for executors that run images.
+    pub image: Option<String>,
+    /// Memory limit in MB.
+    pub memory_mb: u64,
+    /// Environment of the container (e.g. `__OW_API_HOST`).
+    pub env: Vec<(String, String)>,
+}
+
+/// A running container.
+#[async_trait]
+pub trait Container: Send + Sync {
+    /// The executor's id for it.
+    fn id(&self) -> &str;
+
+    /// Base URL of its runtime protocol endpoint, e.g. `http://127.0.0.1:43121`.
+    fn endpoint(&self) -> &str;
+
+    /// Suspends it while idle (no-op for executors that cannot).
+    async fn pause(&self) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Resumes it after [`Container::pause`].
+    async fn resume(&self) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    /// Stops and removes it. Idempotent.
+    async fn destroy(&self) -> Result<(), ExecutorError>;
+
+    /// The log lines written since the last call. With `until_sentinels`, waits (up to
+    /// `wait`) until the runtime has written the end-of-activation sentinel on both stdout and
+    /// stderr; sentinel lines are not returned. Returns early if the container died.
+    async fn logs(&self, until_sentinels: bool, wait: Duration)
+        -> Result<Vec<LogLine>, ExecutorError>;
+}
+
+/// Starts containers.
+#[async_trait]
+pub trait ContainerExecutor: Send + Sync + 'static {
+    /// A short name for logs and docs (`process`, `docker`).
+    fn name(&self) -> &str;
+
+    /// Whether this executor can run `kind`.
+    fn supports(&self, kind: &str) -> bool;
+
+    /// Starts a container; it is ready for `/init` when this returns.
+    async fn create(&self, spec: &ContainerSpec) -> Result<Arc<dyn Container>, ExecutorError>;
+}

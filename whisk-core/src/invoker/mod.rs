@@ -1,0 +1,259 @@
+//! The invoker engine: consumes `invoker{N}`, runs activations in its container pool, stores
+//! the activation records and acknowledges to `completed{controller}`.
+
+pub mod pool;
+
+use crate::bus::{topics, MessageBus};
+use crate::entity::{ActivationId, ActivationResponse, Parameters, SemVer, WhiskAction, WhiskActivation};
+use crate::message::{AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId};
+use crate::runtime::ActivationContext;
+use crate::store::{Store, StoreError, StoreExt};
+use pool::{init_params_env, ContainerPool, Job, JobOutcome};
+use serde_json::json;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many recent activation ids are remembered to drop duplicate deliveries.
+const RECENT_IDS: usize = 16_384;
+
+/// Remembers recently seen activation ids (bounded).
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<ActivationId>,
+    order: VecDeque<ActivationId>,
+}
+
+impl RecentIds {
+    /// Records `id`; false when it was seen already.
+    fn insert(&mut self, id: &ActivationId) -> bool {
+        if !self.set.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id.clone());
+        if self.order.len() > RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// An invoker: one consumer of `invoker{id}` driving one container pool.
+pub struct Invoker {
+    instance: InvokerInstanceId,
+    store: Arc<dyn Store>,
+    bus: Arc<dyn MessageBus>,
+    pool: Arc<ContainerPool>,
+    recent: Mutex<RecentIds>,
+    actions: Mutex<HashMap<String, (String, Arc<WhiskAction>)>>,
+}
+
+impl Invoker {
+    /// An invoker over `pool`, numbered by the pool's `invoker_id`.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn MessageBus>, pool: Arc<ContainerPool>) -> Arc<Self> {
+        let cfg = pool.config();
+        Arc::new(Self {
+            instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
+            store,
+            bus,
+            pool,
+            recent: Mutex::new(RecentIds::default()),
+            actions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Its instance id.
+    pub fn instance(&self) -> &InvokerInstanceId {
+        &self.instance
+    }
+
+    /// Its pool.
+    pub fn pool(&self) -> &Arc<ContainerPool> {
+        &self.pool
+    }
+
+    /// Subscribes to `invoker{id}` and processes messages until the task is aborted.
+    pub async fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
+        let topic = topics::invoker(self.instance.instance);
+        self.bus.create_topic(&topic).await?;
+        let mut consumer = self.bus.subscribe(&topic, &format!("invoker{}", self.instance.instance)).await?;
+        self.pool.start_reaper();
+        let me = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let batch = match consumer.poll(128, Duration::from_secs(1)).await {
+                    Ok(b) => b,
+                    Err(crate::bus::BusError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "invoker poll failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                for bytes in &batch {
+                    match serde_json::from_slice::<ActivationMessage>(bytes) {
+                        Ok(msg) => {
+                            let me = me.clone();
+                            tokio::spawn(async move { me.handle(msg).await });
+                        }
+                        Err(e) => tracing::error!(error = %e, "dropping unreadable activation message"),
+                    }
+                }
+                if !batch.is_empty() {
+                    if let Err(e) = consumer.commit().await {
+                        tracing::warn!(error = %e, "invoker commit failed");
+                    }
+                }
+            }
+        }))
+    }
+
+    /// The action of `msg`, from the per-revision cache or the store.
+    async fn action(&self, msg: &ActivationMessage) -> Result<(Arc<WhiskAction>, String), StoreError> {
+        let id = format!("{}/{}", msg.action.path, msg.action.name);
+        if let Some(rev) = &msg.revision {
+            if let Some((r, a)) = self.actions.lock().unwrap().get(&id) {
+                if r == rev {
+                    return Ok((a.clone(), r.clone()));
+                }
+            }
+        }
+        let (action, rev) = self.store.get_action(&id).await?;
+        let action = Arc::new(action);
+        self.actions
+            .lock()
+            .unwrap()
+            .insert(id, (rev.clone(), action.clone()));
+        Ok((action, rev))
+    }
+
+    /// Runs one activation end to end; duplicates of a seen id are dropped.
+    pub async fn handle(&self, msg: ActivationMessage) {
+        if !self.recent.lock().unwrap().insert(&msg.activation_id) {
+            tracing::info!(activation = %msg.activation_id, "duplicate delivery dropped");
+            return;
+        }
+        let activation = match self.action(&msg).await {
+            Ok((action, rev)) => {
+                let outcome = self.pool.run(self.job(&msg, action.clone(), rev)).await;
+                self.record(&msg, Some(&action), outcome)
+            }
+            Err(e) => {
+                let response = match e {
+                    StoreError::NotFound => ActivationResponse::error(
+                        crate::entity::StatusCode::ApplicationError,
+                        "Action could not be found or may have been deleted.",
+                    ),
+                    _ => ActivationResponse::whisk_error("Action could not be fetched."),
+                };
+                let now = crate::message::now_ms();
+                let outcome = JobOutcome {
+                    response,
+                    logs: vec![],
+                    start: now,
+                    end: now,
+                    init_time: None,
+                    timed_out: false,
+                };
+                self.record(&msg, None, outcome)
+            }
+        };
+        if let Err(e) = self.store.put_activation(&activation).await {
+            tracing::error!(error = %e, activation = %activation.activation_id, "storing activation failed");
+        }
+        let system_error = activation.response.status == crate::entity::StatusCode::WhiskError;
+        let response = if msg.blocking {
+            AckResponse::Activation(Box::new(activation))
+        } else {
+            AckResponse::Id(msg.activation_id.clone())
+        };
+        let ack = Acknowledgement::Combined {
+            transid: msg.transid.clone(),
+            response,
+            is_system_error: system_error,
+            instance: self.instance.clone(),
+        };
+        let topic = crate::bus::topics::completed(msg.root_controller_index.as_string.parse().unwrap_or(0));
+        let bytes = serde_json::to_vec(&ack.to_json()).expect("ack serialises");
+        if let Err(e) = self.bus.publish(&topic, bytes.into()).await {
+            tracing::error!(error = %e, "publishing ack failed");
+        }
+    }
+
+    fn job(&self, msg: &ActivationMessage, action: Arc<WhiskAction>, revision: String) -> Job {
+        let args = msg.content.clone().unwrap_or_else(|| json!({}));
+        let api_key = action
+            .annotations
+            .is_truthy("provide-api-key", true)
+            .then(|| msg.user.api_key().to_string());
+        Job {
+            namespace: msg.user.namespace.name.clone(),
+            context: ActivationContext {
+                api_key,
+                namespace: msg.user.namespace.name.clone(),
+                action_name: action.fqn().absolute(),
+                action_version: action.version.to_string(),
+                activation_id: msg.activation_id.to_string(),
+                transaction_id: msg.transid.id().to_string(),
+                deadline_ms: 0,
+            },
+            init_env: init_params_env(&action, &args),
+            args,
+            action,
+            revision,
+        }
+    }
+
+    /// The activation record for `outcome`.
+    fn record(&self, msg: &ActivationMessage, action: Option<&WhiskAction>, o: JobOutcome) -> WhiskActivation {
+        let mut annotations = Parameters::new()
+            .with("path", json!(format!("{}/{}", msg.action.path, msg.action.name)))
+            .with("waitTime", json!(o.start.saturating_sub(msg.transid.start_ms())));
+        match action {
+            Some(a) => {
+                annotations.set("kind", json!(a.exec.kind()));
+                annotations.set("limits", json!(a.limits));
+                annotations.set("timeout", json!(o.timed_out));
+                if let Some(t) = o.init_time {
+                    annotations.set("initTime", json!(t));
+                }
+            }
+            None => annotations.set("kind", json!("unknown")),
+        }
+        WhiskActivation {
+            namespace: msg.user.namespace.name.clone(),
+            name: msg.action.name.clone(),
+            subject: msg.user.subject.clone(),
+            activation_id: msg.activation_id.clone(),
+            start: o.start,
+            end: o.end,
+            cause: msg.cause.clone(),
+            response: o.response,
+            logs: o.logs,
+            version: action.map(|a| a.version).unwrap_or(SemVer::INITIAL),
+            publish: false,
+            annotations,
+            duration: Some(o.end.saturating_sub(o.start)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_drop_duplicates_and_stay_bounded() {
+        let mut r = RecentIds::default();
+        let id = ActivationId::generate();
+        assert!(r.insert(&id));
+        assert!(!r.insert(&id));
+        for _ in 0..RECENT_IDS {
+            r.insert(&ActivationId::generate());
+        }
+        assert_eq!(r.set.len(), RECENT_IDS);
+        assert!(r.insert(&id), "oldest id forgotten once the bound is reached");
+    }
+}

@@ -1,0 +1,310 @@
+//! The messages that cross the bus, in OpenWhisk's JSON shapes.
+
+use crate::entity::{ActivationId, FullyQualifiedEntityName, Identity, WhiskActivation};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A transaction id: `["<id>", <start ms>]` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionId(pub String, pub u64);
+
+impl TransactionId {
+    /// A new random 32-character id starting now.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string(), now_ms())
+    }
+
+    /// Adopts a client's `X-Request-ID` unless it starts with `sid_` (OpenWhisk's rule).
+    pub fn from_header(header: Option<&str>) -> Self {
+        match header {
+            Some(h) if !h.is_empty() && !h.starts_with("sid_") && h.len() <= 256 => {
+                Self(h.to_string(), now_ms())
+            }
+            _ => Self::generate(),
+        }
+    }
+
+    /// The id string.
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+
+    /// Start, epoch ms.
+    pub fn start_ms(&self) -> u64 {
+        self.1
+    }
+}
+
+/// `{"asString":"0","instanceType":"controller"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerInstanceId {
+    /// The controller id as a string.
+    pub as_string: String,
+    /// Always `controller`.
+    pub instance_type: String,
+}
+
+impl ControllerInstanceId {
+    /// Controller `n`.
+    pub fn new(n: u32) -> Self {
+        Self {
+            as_string: n.to_string(),
+            instance_type: "controller".into(),
+        }
+    }
+}
+
+/// `{instance, userMemory: "N B", instanceType: "invoker", tags, dedicatedNamespaces}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvokerInstanceId {
+    /// Invoker number.
+    pub instance: u32,
+    /// User memory as OpenWhisk's ByteSize string, e.g. `"2147483648 B"`.
+    pub user_memory: String,
+    /// Always `invoker`.
+    pub instance_type: String,
+    /// Scheduling tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Namespaces only this invoker serves.
+    #[serde(default)]
+    pub dedicated_namespaces: Vec<String>,
+}
+
+impl InvokerInstanceId {
+    /// Invoker `n` with `memory_mb` of user memory.
+    pub fn new(n: u32, memory_mb: u64) -> Self {
+        Self {
+            instance: n,
+            user_memory: format!("{} B", memory_mb * 1024 * 1024),
+            instance_type: "invoker".into(),
+            tags: vec![],
+            dedicated_namespaces: vec![],
+        }
+    }
+}
+
+/// The request to run an action, sent to `invoker{N}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationMessage {
+    /// Transaction.
+    pub transid: TransactionId,
+    /// The action with its version.
+    pub action: FullyQualifiedEntityName,
+    /// Document revision of the action.
+    pub revision: Option<String>,
+    /// The invoking identity.
+    pub user: Identity,
+    /// The new activation's id.
+    pub activation_id: ActivationId,
+    /// Where to send the acknowledgement.
+    pub root_controller_index: ControllerInstanceId,
+    /// Whether a client waits for the result.
+    pub blocking: bool,
+    /// The action argument (merged parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+    /// Names of parameters passed to `/init`.
+    #[serde(default)]
+    pub init_args: Vec<String>,
+    /// Encrypted parameters (none in whisk).
+    #[serde(default)]
+    pub locked_args: Value,
+    /// Parent activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ActivationId>,
+}
+
+/// The `response` of an acknowledgement: the whole activation or only its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AckResponse {
+    /// Just the id (non-blocking acks are shrunk to this).
+    Id(ActivationId),
+    /// The full record.
+    Activation(Box<WhiskActivation>),
+}
+
+/// Acknowledgements on `completed{controller}`, told apart by their fields as OpenWhisk does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acknowledgement {
+    /// Result and completion in one (`CombinedCompletionAndResultMessage`).
+    Combined {
+        /// Transaction.
+        transid: TransactionId,
+        /// The activation or its id.
+        response: AckResponse,
+        /// Whether the invoker failed with a system error.
+        is_system_error: bool,
+        /// The invoker.
+        instance: InvokerInstanceId,
+    },
+    /// Completion only; frees the slot (`CompletionMessage`).
+    Completion {
+        /// Transaction.
+        transid: TransactionId,
+        /// The activation id.
+        activation_id: ActivationId,
+        /// Whether the invoker failed with a system error.
+        is_system_error: bool,
+        /// The invoker.
+        instance: InvokerInstanceId,
+    },
+    /// Result only (`ResultMessage`).
+    Result {
+        /// Transaction.
+        transid: TransactionId,
+        /// The activation or its id.
+        response: AckResponse,
+    },
+}
+
+impl Acknowledgement {
+    /// The activation id it is about.
+    pub fn activation_id(&self) -> &ActivationId {
+        match self {
+            Self::Combined { response, .. } | Self::Result { response, .. } => match response {
+                AckResponse::Id(id) => id,
+                AckResponse::Activation(a) => &a.activation_id,
+            },
+            Self::Completion { activation_id, .. } => activation_id,
+        }
+    }
+
+    /// The JSON wire form.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Combined {
+                transid,
+                response,
+                is_system_error,
+                instance,
+            } => json!({"transid": transid, "response": response, "isSystemError": is_system_error, "instance": instance}),
+            Self::Completion {
+                transid,
+                activation_id,
+                is_system_error,
+                instance,
+            } => json!({"transid": transid, "activationId": activation_id, "isSystemError": is_system_error, "instance": instance}),
+            Self::Result { transid, response } => json!({"transid": transid, "response": response}),
+        }
+    }
+
+    /// Parses the wire form, choosing the type by which fields are present.
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            transid: TransactionId,
+            response: Option<AckResponse>,
+            activation_id: Option<ActivationId>,
+            is_system_error: Option<bool>,
+            instance: Option<InvokerInstanceId>,
+        }
+        let r: Raw = serde_json::from_slice(bytes)?;
+        use serde::de::Error;
+        Ok(match (r.response, r.activation_id, r.instance) {
+            (Some(response), _, Some(instance)) => Self::Combined {
+                transid: r.transid,
+                response,
+                is_system_error: r.is_system_error.unwrap_or(false),
+                instance,
+            },
+            (None, Some(activation_id), Some(instance)) => Self::Completion {
+                transid: r.transid,
+                activation_id,
+                is_system_error: r.is_system_error.unwrap_or(false),
+                instance,
+            },
+            (Some(response), _, None) => Self::Result {
+                transid: r.transid,
+                response,
+            },
+            _ => return Err(serde_json::Error::custom("not an acknowledgement")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::identity::{AuthKey, GUEST_KEY};
+
+    #[test]
+    fn activation_message_json() {
+        let m = ActivationMessage {
+            transid: TransactionId("abc".into(), 5),
+            action: FullyQualifiedEntityName {
+                path: "guest".into(),
+                name: "hello".into(),
+                version: Some("0.0.1".into()),
+            },
+            revision: Some("1-x".into()),
+            user: Identity::new("guest", "guest", &AuthKey::parse(GUEST_KEY).unwrap()),
+            activation_id: ActivationId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            root_controller_index: ControllerInstanceId::new(0),
+            blocking: true,
+            content: Some(json!({"a":1})),
+            init_args: vec![],
+            locked_args: json!({}),
+            cause: None,
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["transid"], json!(["abc", 5]));
+        assert_eq!(v["rootControllerIndex"], json!({"asString":"0","instanceType":"controller"}));
+        assert_eq!(v["user"]["authkey"], json!({"api_key": GUEST_KEY}));
+        assert_eq!(v["action"], json!({"path":"guest","name":"hello","version":"0.0.1"}));
+        assert_eq!(serde_json::from_value::<ActivationMessage>(v).unwrap(), m);
+    }
+
+    #[test]
+    fn acknowledgements_parse_by_fields() {
+        let id = ActivationId::generate();
+        let inst = InvokerInstanceId::new(0, 1024);
+        assert_eq!(inst.user_memory, "1073741824 B");
+        let acks = [
+            Acknowledgement::Combined {
+                transid: TransactionId("t".into(), 1),
+                response: AckResponse::Id(id.clone()),
+                is_system_error: false,
+                instance: inst.clone(),
+            },
+            Acknowledgement::Completion {
+                transid: TransactionId("t".into(), 1),
+                activation_id: id.clone(),
+                is_system_error: true,
+                instance: inst,
+            },
+            Acknowledgement::Result {
+                transid: TransactionId("t".into(), 1),
+                response: AckResponse::Id(id.clone()),
+            },
+        ];
+        for ack in acks {
+            let bytes = serde_json::to_vec(&ack.to_json()).unwrap();
+            let back = Acknowledgement::parse(&bytes).unwrap();
+            assert_eq!(back, ack);
+            assert_eq!(back.activation_id(), &id);
+        }
+        assert!(Acknowledgement::parse(br#"{"transid":["t",1]}"#).is_err());
+    }
+
+    #[test]
+    fn request_id_adoption() {
+        assert_eq!(TransactionId::from_header(Some("mine")).id(), "mine");
+        assert_ne!(TransactionId::from_header(Some("sid_x")).id(), "sid_x");
+        assert_eq!(TransactionId::from_header(None).id().len(), 32);
+    }
+}

@@ -1,0 +1,331 @@
+//! The runtime-protocol client: `POST /init` and `POST /run` against a container, with
+//! OpenWhisk's deadlines, `__OW_*` values and result classification. Every executor's
+//! containers are driven by this one client.
+
+use crate::entity::{ActivationResponse, StatusCode};
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+
+/// The per-activation values a runtime receives (`__OW_*` in `/init` env, fields of `/run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationContext {
+    /// `uuid:key`, only when the action may see its key (`provide-api-key`).
+    pub api_key: Option<String>,
+    /// The invoking namespace.
+    pub namespace: String,
+    /// `/ns/[pkg/]name`.
+    pub action_name: String,
+    /// The action's version.
+    pub action_version: String,
+    /// The activation id.
+    pub activation_id: String,
+    /// The transaction id.
+    pub transaction_id: String,
+    /// Epoch ms by which the call must end.
+    pub deadline_ms: u64,
+}
+
+impl ActivationContext {
+    /// The key/value pairs, without the `__OW_` prefix, in protocol names.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = Vec::with_capacity(7);
+        if let Some(k) = &self.api_key {
+            f.push(("api_key", k.clone()));
+        }
+        f.push(("namespace", self.namespace.clone()));
+        f.push(("action_name", self.action_name.clone()));
+        f.push(("action_version", self.action_version.clone()));
+        f.push(("activation_id", self.activation_id.clone()));
+        f.push(("transaction_id", self.transaction_id.clone()));
+        f.push(("deadline", self.deadline_ms.to_string()));
+        f
+    }
+
+    /// The `__OW_*` environment entries for `/init`.
+    pub fn init_env(&self) -> Map<String, Value> {
+        self.fields()
+            .into_iter()
+            .map(|(k, v)| (format!("__OW_{}", k.to_uppercase()), Value::String(v)))
+            .collect()
+    }
+
+    /// The `/run` body for argument `value`.
+    pub fn run_body(&self, value: Value) -> Value {
+        let mut m: Map<String, Value> = self
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect();
+        m.insert("value".into(), value);
+        Value::Object(m)
+    }
+}
+
+/// Stringifies an init parameter for the environment as OpenWhisk does (null → "", strings
+/// as is, anything else compact JSON).
+pub fn env_string(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `/init` body.
+pub fn init_body(
+    name: &str,
+    main: Option<&str>,
+    code: Option<&str>,
+    binary: bool,
+    env: Map<String, Value>,
+) -> Value {
+    let mut v = json!({
+        "name": name,
+        "main": main.unwrap_or("main"),
+        "binary": binary,
+        "env": env,
+    });
+    if let Some(c) = code {
+        v["code"] = json!(c);
+    }
+    json!({ "value": v })
+}
+
+/// The result of one `/init` or `/run` call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOutcome {
+    /// How the call ended, as an activation response (success for a good `/init`).
+    pub response: ActivationResponse,
+    /// Whether it ran out of time.
+    pub timed_out: bool,
+    /// Whether the container is unusable afterwards (no answer, connection lost, timeout).
+    pub container_failed: bool,
+    /// Wall time of the call.
+    pub elapsed: Duration,
+}
+
+/// Client for the runtime protocol.
+#[derive(Debug, Clone)]
+pub struct RuntimeClient {
+    http: reqwest::Client,
+    truncation_bytes: usize,
+}
+
+impl Default for RuntimeClient {
+    fn default() -> Self {
+        Self::new(1024 * 1024)
+    }
+}
+
+enum Phase {
+    Init,
+    Run,
+}
+
+impl RuntimeClient {
+    /// A client truncating results above `truncation_bytes`.
+    pub fn new(truncation_bytes: usize) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(None)
+            .build()
+            .expect("http client builds");
+        Self {
+            http,
+            truncation_bytes,
+        }
+    }
+
+    /// `POST {endpoint}/init`; connection failures are retried every 50 ms within `timeout`
+    /// (a runtime may still be starting). A success has status 0.
+    pub async fn init(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
+        self.call(endpoint, "/init", body, timeout, Phase::Init).await
+    }
+
+    /// `POST {endpoint}/run` with `body` (see [`ActivationContext::run_body`]).
+    pub async fn run(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
+        self.call(endpoint, "/run", body, timeout, Phase::Run).await
+    }
+
+    async fn call(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        phase: Phase,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let url = format!("{endpoint}{path}");
+        let payload = serde_json::to_vec(body).expect("json serialises");
+        let outcome = loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let sent = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(payload.clone())
+                .timeout(left)
+                .send()
+                .await;
+            let result = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match resp.bytes().await {
+                        Ok(b) => Ok((status, b)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e)
+                    if matches!(phase, Phase::Init)
+                        && e.is_connect()
+                        && started.elapsed() + Duration::from_millis(50) < timeout =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
+        let timeout_ms = timeout.as_millis();
+        let (response, timed_out, failed) = match (outcome, phase) {
+            (Ok((status, body)), Phase::Init) => {
+                if status == 200 {
+                    (ActivationResponse::success(json!({})), false, false)
+                } else {
+                    (init_failure(&body), false, true)
+                }
+            }
+            (Ok((status, body)), Phase::Run) => {
+                let r = self.classify_run(status, &body);
+                let failed = r.status == StatusCode::DeveloperError;
+                (r, false, failed)
+            }
+            (Err(e), phase) if e.is_timeout() => {
+                let msg = match phase {
+                    Phase::Init => format!("The action exceeded its time limits of {timeout_ms} milliseconds during initialization."),
+                    Phase::Run => format!("The action exceeded its time limits of {timeout_ms} milliseconds."),
+                };
+                (ActivationResponse::developer_error(msg), true, true)
+            }
+            (Err(_), Phase::Init) => (
+                ActivationResponse::developer_error(
+                    "The action did not initialize and exited unexpectedly.",
+                ),
+                false,
+                true,
+            ),
+            (Err(_), Phase::Run) => (
+                ActivationResponse::developer_error(
+                    "The action did not produce a valid response and exited unexpectedly.",
+                ),
+                false,
+                true,
+            ),
+        };
+        CallOutcome {
+            response,
+            timed_out,
+            container_failed: failed,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// OpenWhisk's `processRunResponseContent`.
+    fn classify_run(&self, status: u16, body: &[u8]) -> ActivationResponse {
+        if body.len() > self.truncation_bytes {
+            let cut = String::from_utf8_lossy(&body[..self.truncation_bytes]);
+            return ActivationResponse::error(
+                StatusCode::ApplicationError,
+                format!(
+                    "The action produced a response that exceeded the allowed length: {} > {} bytes. The truncated response was: {cut}",
+                    body.len(),
+                    self.truncation_bytes
+                ),
+            );
+        }
+        let invalid = || {
+            ActivationResponse::developer_error(format!(
+                "The action did not produce a valid JSON or JSON Array response: {}",
+                String::from_utf8_lossy(body)
+            ))
+        };
+        match (status, serde_json::from_slice::<Value>(body)) {
+            (200, Ok(Value::Object(mut o))) => match o.remove("error") {
+                Some(e) => ActivationResponse::error(StatusCode::ApplicationError, e),
+                None => ActivationResponse::success(Value::Object(o)),
+            },
+            (200, Ok(arr @ Value::Array(_))) => ActivationResponse::success(arr),
+            (_, Ok(Value::Object(mut o))) if o.contains_key("error") => {
+                ActivationResponse::developer_error(o.remove("error").unwrap_or(Value::Null))
+            }
+            _ => invalid(),
+        }
+    }
+}
+
+fn init_failure(body: &[u8]) -> ActivationResponse {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut o)) if o.contains_key("error") => {
+            ActivationResponse::developer_error(o.remove("error").unwrap_or(Value::Null))
+        }
+        _ => ActivationResponse::developer_error(format!(
+            "The action failed during initialization: {}",
+            String::from_utf8_lossy(body)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let c = RuntimeClient::new(64);
+        assert_eq!(c.classify_run(200, br#"{"a":1}"#), ActivationResponse::success(json!({"a":1})));
+        assert_eq!(c.classify_run(200, br#"[1]"#), ActivationResponse::success(json!([1])));
+        assert_eq!(
+            c.classify_run(200, br#"{"error":"x","b":1}"#),
+            ActivationResponse::error(StatusCode::ApplicationError, "x")
+        );
+        assert_eq!(
+            c.classify_run(502, br#"{"error":"bad"}"#),
+            ActivationResponse::developer_error("bad")
+        );
+        assert_eq!(c.classify_run(200, b"3").status, StatusCode::DeveloperError);
+        assert_eq!(c.classify_run(200, b"not json").status, StatusCode::DeveloperError);
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
+        let r = c.classify_run(200, big.as_bytes());
+        assert_eq!(r.status, StatusCode::ApplicationError);
+        assert!(r.result.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The action produced a response that exceeded the allowed length: 108 > 64 bytes."));
+    }
+
+    #[test]
+    fn context_fields() {
+        let ctx = ActivationContext {
+            api_key: None,
+            namespace: "guest".into(),
+            action_name: "/guest/a".into(),
+            action_version: "0.0.1".into(),
+            activation_id: "id".into(),
+            transaction_id: "t".into(),
+            deadline_ms: 99,
+        };
+        let env = ctx.init_env();
+        assert_eq!(env["__OW_DEADLINE"], json!("99"));
+        assert!(!env.contains_key("__OW_API_KEY"));
+        let run = ctx.run_body(json!({"x":1}));
+        assert_eq!(run["deadline"], json!("99"));
+        assert_eq!(run["action_name"], json!("/guest/a"));
+        assert_eq!(run["value"], json!({"x":1}));
+        assert_eq!(env_string(&json!(null)), "");
+        assert_eq!(env_string(&json!({"a":1})), "{\"a\":1}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The `Scheduler` trait: which invoker runs an activation.
+
+use async_trait::async_trait;
+
+/// What the load balancer knows about one invoker when it asks for a placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokerView {
+    /// Invoker id (`invoker{id}` topic).
+    pub id: u32,
+    /// Whether it may receive work.
+    pub usable: bool,
+    /// Its user memory in MB.
+    pub user_memory_mb: u64,
+    /// Memory not booked by in-flight activations, in MB.
+    pub free_memory_mb: u64,
+}
+
+/// The activation to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The invoking namespace.
+    pub namespace: &'a str,
+    /// `ns/[pkg/]name` of the action.
+    pub action: &'a str,
+    /// Memory the action needs, in MB.
+    pub memory_mb: u64,
+    /// Its kind.
+    pub kind: &'a str,
+}
+
+/// What a finished activation teaches the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion<'a> {
+    /// The invoker that ran it.
+    pub invoker: u32,
+    /// `ns/[pkg/]name` of the action.
+    pub action: &'a str,
+    /// Run time in ms, when known.
+    pub duration_ms: Option<u64>,
+    /// Whether the invoker failed it as a system error.
+    pub system_error: bool,
+}
+
+/// Picks invokers.
+#[async_trait]
+pub trait Scheduler: Send + Sync + 'static {
+    /// The invoker for `placement`, or `None` when no invoker is usable. The load balancer
+    /// books the memory afterwards, even when the chosen invoker has too little free
+    /// (overload), so a scheduler should prefer invokers with room.
+    async fn schedule(&self, placement: &Placement<'_>, invokers: &[InvokerView]) -> Option<u32>;
+
+    /// Called for every completion.
+    async fn completed(&self, _completion: &Completion<'_>) {}
+}
+
+/// Places each activation on the usable invoker with the most free memory (lowest id on ties).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LeastLoaded;
+
+#[async_trait]
+impl Scheduler for LeastLoaded {
+    async fn schedule(&self, _placement: &Placement<'_>, invokers: &[InvokerView]) -> Option<u32> {
+        invokers
+            .iter()
+            .filter(|i| i.usable)
+            .min_by_key(|i| (std::cmp::Reverse(i.free_memory_mb), i.id))
+            .map(|i| i.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(id: u32, usable: bool, free: u64) -> InvokerView {
+        InvokerView {
+            id,
+            usable,
+            user_memory_mb: 1024,
+            free_memory_mb: free,
+        }
+    }
+
+    #[tokio::test]
+    async fn least_loaded_prefers_free_usable_invokers() {
+        let p = Placement {
+            namespace: "g",
+            action: "g/a",
+            memory_mb: 256,
+            kind: "nodejs:20",
+        };
+        let s = LeastLoaded;
+        assert_eq!(s.schedule(&p, &[inv(0, true, 100), inv(1, true, 900)]).await, Some(1));
+        assert_eq!(s.schedule(&p, &[inv(0, true, 100), inv(1, false, 900)]).await, Some(0));
+        assert_eq!(s.schedule(&p, &[inv(0, false, 100)]).await, None);
+    }
+}

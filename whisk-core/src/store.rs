@@ -1,0 +1,287 @@
+//! The `Store` trait: the documents of a namespace world (entities, activations, identities).
+//!
+//! Backends implement the small [`Store`] trait over JSON documents; the typed helpers of
+//! [`StoreExt`] are written once on top of it. Query semantics (which documents match, how
+//! they sort) are defined here by [`Query::matches`] and [`Query::sort_key`] so every backend
+//! agrees, and the `testkit` conformance suite checks that they do.
+
+use crate::entity::identity::Identity;
+use crate::entity::{ActivationId, WhiskAction, WhiskActivation};
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// The three OpenWhisk databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// `whisks`: actions, triggers, rules, packages.
+    Whisks,
+    /// `activations`: activation records.
+    Activations,
+    /// `subjects`: identities and keys.
+    Subjects,
+}
+
+impl Collection {
+    /// The database name without prefix.
+    pub fn db_name(self) -> &'static str {
+        match self {
+            Collection::Whisks => "whisks",
+            Collection::Activations => "activations",
+            Collection::Subjects => "subjects",
+        }
+    }
+}
+
+/// What a store operation failed with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No document with that id.
+    #[error("document not found")]
+    NotFound,
+    /// A create found the id taken.
+    #[error("document already exists")]
+    AlreadyExists,
+    /// The given revision is not the current one.
+    #[error("document update conflict")]
+    Conflict,
+    /// The backend cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the backend reports.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// A stored document: id, revision and body (body without `_id`/`_rev`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Document id, e.g. `guest/hello`.
+    pub id: String,
+    /// Current revision.
+    pub rev: String,
+    /// The JSON body.
+    pub body: Value,
+}
+
+/// A listing of one collection within a namespace, newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Query {
+    /// `Whisks` or `Activations`.
+    pub collection: Option<Collection>,
+    /// The root namespace; entities in its packages (`ns/pkg`) match too.
+    pub namespace: String,
+    /// Only documents with this `entityType` (`action`, `trigger`, ...).
+    pub entity_type: Option<String>,
+    /// Activations only: `name` or `pkg/name` of the action.
+    pub name: Option<String>,
+    /// Only sort keys `>= since` (epoch ms).
+    pub since: Option<u64>,
+    /// Only sort keys `<= upto` (epoch ms).
+    pub upto: Option<u64>,
+    /// Skip this many matches.
+    pub skip: usize,
+    /// Return at most this many (0 = all).
+    pub limit: usize,
+}
+
+impl Query {
+    /// The collection queried (`Whisks` when unset).
+    pub fn collection(&self) -> Collection {
+        self.collection.unwrap_or(Collection::Whisks)
+    }
+
+    /// The field documents are ordered by: `updated` for entities, `start` for activations.
+    pub fn sort_field(&self) -> &'static str {
+        match self.collection() {
+            Collection::Activations => "start",
+            _ => "updated",
+        }
+    }
+
+    /// The sort key of `doc`.
+    pub fn sort_key(&self, doc: &Value) -> u64 {
+        doc.get(self.sort_field())
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    /// Whether `doc` belongs to this listing.
+    pub fn matches(&self, doc: &Value) -> bool {
+        let ns = doc.get("namespace").and_then(Value::as_str).unwrap_or("");
+        let ns_ok = match self.collection() {
+            Collection::Activations => ns == self.namespace,
+            _ => {
+                ns == self.namespace
+                    || ns
+                        .strip_prefix(self.namespace.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        };
+        if !ns_ok {
+            return false;
+        }
+        if let Some(t) = &self.entity_type {
+            if doc.get("entityType").and_then(Value::as_str) != Some(t.as_str()) {
+                return false;
+            }
+        }
+        if let Some(name) = &self.name {
+            if activation_path_filter(doc) != *name {
+                return false;
+            }
+        }
+        let key = self.sort_key(doc);
+        self.since.is_none_or(|s| key >= s) && self.upto.is_none_or(|u| key <= u)
+    }
+
+    /// Applies matching, newest-first ordering, `skip` and `limit` to `docs` (for backends
+    /// that hold documents in memory).
+    pub fn apply<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> Vec<Value> {
+        let mut hits: Vec<&Value> = docs.filter(|d| self.matches(d)).collect();
+        hits.sort_by(|a, b| self.sort_key(b).cmp(&self.sort_key(a)));
+        let it = hits.into_iter().skip(self.skip).cloned();
+        if self.limit == 0 {
+            it.collect()
+        } else {
+            it.take(self.limit).collect()
+        }
+    }
+
+    /// The number of matches ignoring `skip`/`limit`.
+    pub fn count<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> u64 {
+        docs.filter(|d| self.matches(d)).count() as u64
+    }
+}
+
+/// The path an activation is filtered by: `pkg/name` when the `path` annotation has three
+/// segments (`ns/pkg/name`), else the simple name (OpenWhisk's `whisks-filters` view).
+pub fn activation_path_filter(doc: &Value) -> String {
+    let name = doc.get("name").and_then(Value::as_str).unwrap_or("");
+    let path = doc
+        .get("annotations")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|p| p.get("key").and_then(Value::as_str) == Some("path"))
+        })
+        .and_then(|p| p.get("value"))
+        .and_then(Value::as_str);
+    match path.map(|p| p.splitn(3, '/').collect::<Vec<_>>()) {
+        Some(parts) if parts.len() == 3 => format!("{}/{}", parts[1], parts[2]),
+        _ => name.to_string(),
+    }
+}
+
+/// A document store with optimistic concurrency, in the shape of OpenWhisk's CouchDB use.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes `body` under `id`. `rev: None` creates (fails with `AlreadyExists` when the id is
+    /// taken); `rev: Some(r)` updates and fails with `Conflict` unless `r` is current, or
+    /// `NotFound` when the document is gone. Returns the new revision.
+    async fn put(
+        &self,
+        collection: Collection,
+        id: &str,
+        body: Value,
+        rev: Option<&str>,
+    ) -> Result<String, StoreError>;
+
+    /// Reads a document.
+    async fn get(&self, collection: Collection, id: &str) -> Result<Document, StoreError>;
+
+    /// Deletes a document at revision `rev` (`Conflict` if stale, `NotFound` if missing).
+    async fn delete(&self, collection: Collection, id: &str, rev: &str) -> Result<(), StoreError>;
+
+    /// Lists documents matching `query`, newest first.
+    async fn query(&self, query: &Query) -> Result<Vec<Value>, StoreError>;
+
+    /// Counts documents matching `query` (ignoring `skip` and `limit`).
+    async fn count(&self, query: &Query) -> Result<u64, StoreError>;
+
+    /// Finds the identity whose key is `uuid:key` among the subjects.
+    async fn identity(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError>;
+}
+
+/// Typed helpers over any [`Store`].
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Reads an action by document id, with its revision.
+    async fn get_action(&self, id: &str) -> Result<(WhiskAction, String), StoreError> {
+        let doc = self.get(Collection::Whisks, id).await?;
+        if doc.body.get("entityType").and_then(Value::as_str) != Some(crate::entity::action::ENTITY_TYPE) {
+            return Err(StoreError::NotFound);
+        }
+        let action = serde_json::from_value(doc.body)
+            .map_err(|e| StoreError::Other(format!("unreadable action {id}: {e}")))?;
+        Ok((action, doc.rev))
+    }
+
+    /// Stores a new activation record.
+    async fn put_activation(&self, a: &WhiskActivation) -> Result<String, StoreError> {
+        self.put(Collection::Activations, &a.doc_id(), a.to_document(), None)
+            .await
+    }
+
+    /// Reads an activation of `namespace`.
+    async fn get_activation(
+        &self,
+        namespace: &str,
+        id: &ActivationId,
+    ) -> Result<WhiskActivation, StoreError> {
+        let doc = self
+            .get(
+                Collection::Activations,
+                &crate::entity::activation::doc_id(namespace, id),
+            )
+            .await?;
+        serde_json::from_value(doc.body)
+            .map_err(|e| StoreError::Other(format!("unreadable activation {id}: {e}")))
+    }
+
+    /// Creates or replaces the subject document for `doc.subject`.
+    async fn put_subject(&self, doc: &crate::entity::SubjectDoc) -> Result<String, StoreError> {
+        let body = serde_json::to_value(doc).expect("subject serialises");
+        let rev = match self.get(Collection::Subjects, &doc.subject).await {
+            Ok(d) => Some(d.rev),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        self.put(Collection::Subjects, &doc.subject, body, rev.as_deref())
+            .await
+    }
+}
+
+impl<T: Store + ?Sized> StoreExt for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn query_matching_and_order() {
+        let docs = [
+            json!({"namespace":"guest","entityType":"action","updated":1,"name":"a"}),
+            json!({"namespace":"guest/pkg","entityType":"action","updated":3,"name":"b"}),
+            json!({"namespace":"guestx","entityType":"action","updated":2,"name":"c"}),
+            json!({"namespace":"guest","entityType":"trigger","updated":4,"name":"d"}),
+        ];
+        let q = Query {
+            namespace: "guest".into(),
+            entity_type: Some("action".into()),
+            ..Default::default()
+        };
+        let names: Vec<_> = q.apply(docs.iter()).iter().map(|d| d["name"].clone()).collect();
+        assert_eq!(names, vec![json!("b"), json!("a")]);
+        assert_eq!(q.count(docs.iter()), 2);
+    }
+
+    #[test]
+    fn activation_filter_uses_package_path() {
+        let d = json!({"name":"a","annotations":[{"key":"path","value":"guest/pkg/a"}]});
+        assert_eq!(activation_path_filter(&d), "pkg/a");
+        let d = json!({"name":"a","annotations":[{"key":"path","value":"guest/a"}]});
+        assert_eq!(activation_path_filter(&d), "a");
+    }
+}

@@ -1,0 +1,20 @@
+//! # whisk-store
+//!
+//! [`Store`](whisk_core::store::Store) backends for whisk. [`MemoryStore`] keeps every
+//! document in process memory (the standalone default in this release); durable backends
+//! follow behind cargo features.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use whisk_core::store::{Collection, Store};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store: Arc<dyn Store> = Arc::new(whisk_store::MemoryStore::new());
+//! let rev = store.put(Collection::Whisks, "guest/hello", serde_json::json!({}), None).await.unwrap();
+//! assert_eq!(store.get(Collection::Whisks, "guest/hello").await.unwrap().rev, rev);
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod memory;
+
+pub use memory::MemoryStore;
