@@ -1,1 +1,24 @@
-//! placeholder
+//! # whisk-exec
+//!
+//! [`ContainerExecutor`](whisk_core::executor::ContainerExecutor) backends for whisk.
+//! [`ProcessExecutor`] runs every container as a local runtime process speaking the
+//! OpenWhisk runtime protocol on a loopback port, using the bundled launchers for
+//! `nodejs:20` (the machine's `node`) and `python:3.11` (the machine's `python3`).
+//!
+//! ```no_run
+//! use whisk_core::executor::{ContainerExecutor, ContainerSpec};
+//! # #[tokio::main] async fn main() {
+//! let exec = whisk_exec::ProcessExecutor::new().unwrap();
+//! let spec = ContainerSpec { name: "demo".into(), kind: "nodejs:20".into(), image: None,
+//!                            memory_mb: 256, env: vec![] };
+//! let container = exec.create(&spec).await.unwrap();
+//! println!("runtime listening at {}", container.endpoint());
+//! container.destroy().await.unwrap();
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod logbuf;
+mod process;
+
+pub use process::{Launcher, ProcessExecutor};
