@@ -1,1 +1,7 @@
-//! placeholder
+//! Compositions of whisk backends into runnable platforms, used by the example binaries and
+//! by tests and benchmarks that need a whole platform in process.
+//!
+//! Run the standalone platform with `cargo run --release --bin whisk-standalone`.
+#![warn(missing_docs)]
+
+pub mod standalone;

@@ -1,1 +1,62 @@
-fn main() {}
+//! Run with `cargo run --release --bin whisk-standalone` (then try the printed curl line).
+//!
+//! A whole OpenWhisk-compatible platform in one process: memory store, memory bus, process
+//! executor and one invoker, on OpenWhisk standalone's port 3233 with its `guest` key.
+
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_examples::standalone::{Standalone, StandaloneConfig};
+
+/// whisk standalone: an OpenWhisk-compatible serverless platform in one process.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Port of the OpenWhisk REST API.
+    #[arg(long, default_value_t = 3233)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Memory for action containers, in MB (the pool's one capacity knob).
+    #[arg(long, default_value_t = 2048)]
+    user_memory: u64,
+    /// Seconds an idle container is kept warm.
+    #[arg(long, default_value_t = 600)]
+    idle_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let platform = Standalone::start(StandaloneConfig {
+        listen: SocketAddr::new(args.host, args.port),
+        user_memory_mb: args.user_memory,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    })
+    .await?;
+    let url = format!("http://{}", platform.addr);
+    println!("whisk standalone listening on {url} (namespace guest, {} MB for containers)", args.user_memory);
+    println!("try:");
+    println!("  curl -u {GUEST_KEY} -X PUT -H 'Content-Type: application/json' \\");
+    println!("    -d '{{\"exec\":{{\"kind\":\"nodejs:20\",\"code\":\"function main(p) {{ return {{greeting: \\\"hello \\\" + (p.name || \\\"world\\\")}}; }}\"}}}}' \\");
+    println!("    {url}/api/v1/namespaces/_/actions/hello");
+    println!("  curl -u {GUEST_KEY} -X POST '{url}/api/v1/namespaces/_/actions/hello?blocking=true&result=true' \\");
+    println!("    -H 'Content-Type: application/json' -d '{{\"name\":\"whisk\"}}'");
+    println!("or point the wsk CLI at it: wsk property set --apihost {url} --auth {GUEST_KEY}");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("stopping: removing containers");
+    platform.shutdown().await;
+    Ok(())
+}

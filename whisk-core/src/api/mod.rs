@@ -64,8 +64,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route(&format!("{ns}/activations"), get(activations::list))
         .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
         .route(&format!("{ns}/activations/{{id}}/logs"), get(activations::logs))
-        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result))
-        .route("/api/v1/{*rest}", axum::routing::options(|| async { StatusCode::OK }));
+        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result));
     Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
@@ -85,7 +84,12 @@ async fn transaction(mut req: Request, next: Next) -> Response {
     );
     let cors = req.uri().path().starts_with("/api/v1");
     req.extensions_mut().insert(tid.clone());
-    let mut resp = next.run(req).await;
+    // OPTIONS anywhere under /api/v1 is a CORS preflight: 200 without running a handler.
+    let mut resp = if cors && req.method() == axum::http::Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(req).await
+    };
     if resp.status().is_client_error() || resp.status().is_server_error() {
         let is_json = resp
             .headers()

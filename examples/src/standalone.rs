@@ -1,0 +1,129 @@
+//! The standalone platform: memory store + memory bus + process executor + one in-process
+//! invoker, behind the OpenWhisk REST API. The same engines as a distributed platform; only
+//! the backends differ.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use whisk_bus::MemoryBus;
+use whisk_core::bus::MessageBus;
+use whisk_core::controller::{Controller, ControllerConfig};
+use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
+use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
+use whisk_core::invoker::Invoker;
+use whisk_core::loadbalancer::LoadBalancer;
+use whisk_core::runtime::RuntimeClient;
+use whisk_core::scheduler::LeastLoaded;
+use whisk_core::store::{Store, StoreExt};
+use whisk_exec::ProcessExecutor;
+use whisk_store::MemoryStore;
+
+/// Settings of the standalone platform.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The invoker's memory for user containers, in MB.
+    pub user_memory_mb: u64,
+    /// Idle containers are removed after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3233)),
+            user_memory_mb: 2048,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A running standalone platform.
+pub struct Standalone {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    store: Arc<dyn Store>,
+    pool: Arc<ContainerPool>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Standalone {
+    /// Composes the platform and starts serving.
+    pub async fn start(config: StandaloneConfig) -> std::io::Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
+            let key = AuthKey::parse(key).expect("well-formed key");
+            store
+                .put_subject(&SubjectDoc::single(subject, &key))
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+
+        let lb = LoadBalancer::new(bus.clone(), Arc::new(LeastLoaded), 0);
+        lb.add_invoker(0, config.user_memory_mb);
+        let lb_task = lb.start().await.map_err(std::io::Error::other)?;
+
+        let controller_config = ControllerConfig::default();
+        let truncation = controller_config.limits.result_truncation_bytes as usize;
+        let pool = ContainerPool::new(
+            Arc::new(ProcessExecutor::new()?),
+            RuntimeClient::new(truncation),
+            PoolConfig {
+                invoker_id: 0,
+                user_memory_mb: config.user_memory_mb,
+                idle_timeout: config.idle_timeout,
+                api_host: format!("http://{addr}"),
+                ..PoolConfig::default()
+            },
+        );
+        let invoker = Invoker::new(store.clone(), bus, pool.clone());
+        let invoker_task = invoker.start().await.map_err(std::io::Error::other)?;
+
+        let controller = Controller::new(store.clone(), lb, controller_config);
+        let app = whisk_core::api::router(controller);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let graceful = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "server failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            store,
+            pool,
+            stop,
+            server,
+            tasks: vec![lb_task, invoker_task],
+        })
+    }
+
+    /// The platform's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The invoker's container pool.
+    pub fn pool(&self) -> &Arc<ContainerPool> {
+        &self.pool
+    }
+
+    /// Stops serving, then removes every container (no runtime process is left behind).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.pool.shutdown().await;
+    }
+}

@@ -1,0 +1,103 @@
+//! A standalone platform on a free port and a small client for the tests.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_examples::standalone::{Standalone, StandaloneConfig};
+
+/// A running platform plus an authenticated client.
+pub struct Platform {
+    pub platform: Standalone,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+/// A response: status, headers and JSON body (`Value::Null` when not JSON).
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Platform {
+    pub async fn start() -> Self {
+        let platform = Standalone::start(StandaloneConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            user_memory_mb: 1024,
+            ..Default::default()
+        })
+        .await
+        .expect("platform starts");
+        let base = format!("http://{}", platform.addr);
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Self { platform, base, http }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<&str>, auth: Option<&str>) -> Resp {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(a) = auth {
+            let (u, p) = a.split_once(':').unwrap_or((a, ""));
+            req = req.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let r = req.send().await.expect("request sent");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    /// An authenticated request as `guest` with a JSON body.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let b = body.map(|b| b.to_string());
+        self.send(method, path, b.as_deref(), Some(GUEST_KEY)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Creates (or overwrites) action `name` with `exec` and extra fields.
+    pub async fn action(&self, name: &str, kind: &str, code: &str, extra: Value) -> Resp {
+        let mut body = json!({"exec": {"kind": kind, "code": code}});
+        if let Value::Object(m) = extra {
+            body.as_object_mut().unwrap().extend(m);
+        }
+        let r = self
+            .call(Method::PUT, &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"), Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "creating {name}: {}", r.text);
+        r
+    }
+
+    /// Blocking invoke of `name` with `args` and extra query.
+    pub async fn invoke(&self, name: &str, args: Value, query: &str) -> Resp {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/namespaces/_/actions/{name}?blocking=true{query}"),
+            Some(args),
+        )
+        .await
+    }
+}
+
+/// Asserts an OpenWhisk error body with `message` and a transaction-id `code`.
+pub fn assert_error(r: &Resp, status: StatusCode, message: &str) {
+    assert_eq!(r.status, status, "body: {}", r.text);
+    assert_eq!(r.body["error"].as_str(), Some(message), "body: {}", r.text);
+    let code = r.body["code"].as_str().expect("code is a string");
+    assert_eq!(r.headers["x-request-id"].to_str().unwrap(), code);
+}
+
+/// Asserts an error whose message starts with `prefix`.
+pub fn assert_error_prefix(r: &Resp, status: StatusCode, prefix: &str) {
+    assert_eq!(r.status, status, "body: {}", r.text);
+    let msg = r.body["error"].as_str().unwrap_or_default();
+    assert!(msg.starts_with(prefix), "error {msg:?} should start with {prefix:?}");
+    assert!(r.body["code"].is_string());
+}
