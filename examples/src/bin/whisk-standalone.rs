@@ -27,6 +27,14 @@ struct Args {
     idle_timeout: u64,
 }
 
+/// Prints a line to stdout, ignoring a closed pipe.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
@@ -42,21 +50,25 @@ async fn main() -> std::io::Result<()> {
     })
     .await?;
     let url = format!("http://{}", platform.addr);
-    println!("whisk standalone listening on {url} (namespace guest, {} MB for containers)", args.user_memory);
-    println!("try:");
-    println!("  curl -u {GUEST_KEY} -X PUT -H 'Content-Type: application/json' \\");
-    println!("    -d '{{\"exec\":{{\"kind\":\"nodejs:20\",\"code\":\"function main(p) {{ return {{greeting: \\\"hello \\\" + (p.name || \\\"world\\\")}}; }}\"}}}}' \\");
-    println!("    {url}/api/v1/namespaces/_/actions/hello");
-    println!("  curl -u {GUEST_KEY} -X POST '{url}/api/v1/namespaces/_/actions/hello?blocking=true&result=true' \\");
-    println!("    -H 'Content-Type: application/json' -d '{{\"name\":\"whisk\"}}'");
-    println!("or point the wsk CLI at it: wsk property set --apihost {url} --auth {GUEST_KEY}");
+    // Output may go to a closed pipe; the platform keeps running either way.
+    say(&format!(
+        "whisk standalone listening on {url} (namespace guest, {} MB for containers)\n\
+         try:\n  \
+         curl -u {GUEST_KEY} -X PUT -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"exec\":{{\"kind\":\"nodejs:20\",\"code\":\"function main(p) {{ return {{greeting: \\\"hello \\\" + (p.name || \\\"world\\\")}}; }}\"}}}}' \\\n    \
+         {url}/api/v1/namespaces/_/actions/hello\n  \
+         curl -u {GUEST_KEY} -X POST '{url}/api/v1/namespaces/_/actions/hello?blocking=true&result=true' \\\n    \
+         -H 'Content-Type: application/json' -d '{{\"name\":\"whisk\"}}'\n\
+         or point the wsk CLI at it: wsk property set --apihost {url} --auth {GUEST_KEY}",
+        args.user_memory
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    println!("stopping: removing containers");
+    say("stopping: removing containers");
     platform.shutdown().await;
     Ok(())
 }
