@@ -1,1 +1,77 @@
-//! placeholder
+//! Shared pieces of the whisk benchmarks: a closed-loop load driver with latency histograms
+//! and the report format that prints each figure beside its floor.
+#![warn(missing_docs)]
+
+use futures::future::join_all;
+use hdrhistogram::Histogram;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Latency percentiles and throughput of one load run.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median latency in µs.
+    pub p50_us: f64,
+    /// 99th percentile latency in µs.
+    pub p99_us: f64,
+    /// Completed requests per second.
+    pub per_sec: f64,
+    /// Requests completed.
+    pub count: u64,
+}
+
+/// Runs `clients` closed-loop clients, each calling `op` back to back, for `total` requests
+/// in all (or until `max_time` passes), and returns the latency statistics.
+pub async fn closed_loop<F, Fut>(clients: usize, total: u64, max_time: Duration, op: F) -> Stats
+where
+    F: Fn() -> Fut + Clone,
+    Fut: Future<Output = ()>,
+{
+    let per_client = total.div_ceil(clients as u64);
+    let started = Instant::now();
+    let runs = (0..clients).map(|_| {
+        let op = op.clone();
+        async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            for _ in 0..per_client {
+                if started.elapsed() > max_time {
+                    break;
+                }
+                let t = Instant::now();
+                op().await;
+                h.record(t.elapsed().as_micros().max(1) as u64).expect("in range");
+            }
+            h
+        }
+    });
+    let hists = join_all(runs).await;
+    let elapsed = started.elapsed();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    for h in &hists {
+        all.add(h).expect("same bounds");
+    }
+    Stats {
+        p50_us: all.value_at_quantile(0.50) as f64,
+        p99_us: all.value_at_quantile(0.99) as f64,
+        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        count: all.len(),
+    }
+}
+
+/// Prints one scenario's figures beside its floor.
+pub fn report(name: &str, clients: usize, e2e: Stats, floor: Stats) {
+    println!(
+        "{name:<34} c={clients:<3} p50 {:>8.0} us (floor {:>6.0}, x{:.2}, overhead {:>6.0} us)  p99 {:>8.0} us (floor {:>6.0}, x{:.2})  {:>7.0}/s (floor {:>7.0}/s, x{:.2})  n={}",
+        e2e.p50_us,
+        floor.p50_us,
+        e2e.p50_us / floor.p50_us,
+        e2e.p50_us - floor.p50_us,
+        e2e.p99_us,
+        floor.p99_us,
+        e2e.p99_us / floor.p99_us,
+        e2e.per_sec,
+        floor.per_sec,
+        e2e.per_sec / floor.per_sec,
+        e2e.count,
+    );
+}

@@ -7,11 +7,11 @@ use crate::logs::{format_with_limit, LogLine, Stream, DEVELOPER_ERROR_LINE};
 use crate::message::now_ms;
 use crate::runtime::{env_string, init_body, ActivationContext, CallOutcome, RuntimeClient};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 /// Pool settings.
 #[derive(Debug, Clone)]
@@ -55,12 +55,71 @@ struct Idle {
     last_used: Instant,
 }
 
+/// A run waiting for a container, in arrival order.
+struct Waiter {
+    key: WarmKey,
+    memory_mb: u64,
+    tx: oneshot::Sender<Acquired>,
+}
+
 #[derive(Default)]
 struct State {
     idle: Vec<Idle>,
     used_mb: u64,
     live: HashMap<String, Arc<dyn Container>>,
+    waiters: VecDeque<Waiter>,
     closed: bool,
+}
+
+impl State {
+    /// Satisfies a request for `key` at once if possible: a warm container of the same key,
+    /// free memory for a cold start, or free memory after evicting least recently used idle
+    /// containers (returned in `victims` for destruction).
+    fn try_acquire(&mut self, key: &WarmKey, memory_mb: u64, cap: u64, victims: &mut Vec<Arc<dyn Container>>) -> Option<Acquired> {
+        if let Some(i) = self.idle.iter().rposition(|w| &w.key == key) {
+            return Some(Acquired::Warm(self.idle.swap_remove(i).container));
+        }
+        let idle_mb: u64 = self.idle.iter().map(|i| i.memory_mb).sum();
+        if self.used_mb - idle_mb + memory_mb > cap {
+            return None;
+        }
+        if self.used_mb + memory_mb > cap {
+            self.idle.sort_by_key(|i| std::cmp::Reverse(i.last_used));
+            while self.used_mb + memory_mb > cap {
+                let v = self.idle.pop().expect("idle memory covers the gap");
+                self.used_mb -= v.memory_mb;
+                self.live.remove(v.container.id());
+                victims.push(v.container);
+            }
+        }
+        self.used_mb += memory_mb;
+        Some(Acquired::Cold)
+    }
+
+    /// Hands containers and memory to waiting runs in arrival order.
+    fn dispatch(&mut self, cap: u64, victims: &mut Vec<Arc<dyn Container>>) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let (key, memory_mb) = (self.waiters[i].key.clone(), self.waiters[i].memory_mb);
+            match self.try_acquire(&key, memory_mb, cap, victims) {
+                Some(got) => {
+                    let w = self.waiters.remove(i).expect("index in range");
+                    if let Err(got) = w.tx.send(got) {
+                        self.undo(got, w.key, w.memory_mb);
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Returns what a cancelled waiter was handed.
+    fn undo(&mut self, got: Acquired, key: WarmKey, memory_mb: u64) {
+        match got {
+            Acquired::Warm(container) => self.idle.push(Idle { key, container, memory_mb, last_used: Instant::now() }),
+            Acquired::Cold => self.used_mb -= memory_mb,
+        }
+    }
 }
 
 /// One activation for the pool to run.
@@ -103,7 +162,6 @@ pub struct ContainerPool {
     client: RuntimeClient,
     config: PoolConfig,
     state: Mutex<State>,
-    changed: Notify,
     counter: AtomicU64,
 }
 
@@ -120,7 +178,6 @@ impl ContainerPool {
             client,
             config,
             state: Mutex::new(State::default()),
-            changed: Notify::new(),
             counter: AtomicU64::new(0),
         })
     }
@@ -160,24 +217,23 @@ impl ContainerPool {
 
     fn remove_expired(&self) {
         let timeout = self.config.idle_timeout;
-        let expired: Vec<Idle> = {
+        let mut victims = Vec::new();
+        {
             let mut st = self.state.lock().unwrap();
             let (old, keep): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut st.idle)
                 .into_iter()
                 .partition(|i| i.last_used.elapsed() >= timeout);
             st.idle = keep;
-            for i in &old {
+            for i in old {
                 st.used_mb -= i.memory_mb;
                 st.live.remove(i.container.id());
+                victims.push(i.container);
             }
-            old
-        };
-        if !expired.is_empty() {
-            self.changed.notify_waiters();
+            if !victims.is_empty() {
+                st.dispatch(self.config.user_memory_mb, &mut victims);
+            }
         }
-        for i in expired {
-            spawn_destroy(i.container);
-        }
+        destroy_all(victims);
     }
 
     /// Destroys every container and refuses further work.
@@ -186,9 +242,9 @@ impl ContainerPool {
             let mut st = self.state.lock().unwrap();
             st.closed = true;
             st.idle.clear();
+            st.waiters.clear();
             st.live.drain().map(|(_, c)| c).collect()
         };
-        self.changed.notify_waiters();
         for c in all {
             if let Err(e) = c.destroy().await {
                 tracing::warn!(container = c.id(), error = %e, "destroy failed at shutdown");
@@ -196,7 +252,8 @@ impl ContainerPool {
         }
     }
 
-    /// Waits for a warm container of `key` or for memory to start a new one.
+    /// A warm container of `key`, or memory booked for a new one; waits in line when neither
+    /// is available.
     async fn acquire(&self, key: &WarmKey, memory_mb: u64) -> Result<Acquired, String> {
         let cap = self.config.user_memory_mb;
         if memory_mb > cap {
@@ -204,79 +261,55 @@ impl ContainerPool {
                 "The action needs {memory_mb} MB but the invoker has only {cap} MB of user memory."
             ));
         }
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let victims = {
-                let mut st = self.state.lock().unwrap();
-                if st.closed {
-                    return Err("The invoker is shutting down.".into());
-                }
-                if let Some(i) = st.idle.iter().rposition(|w| &w.key == key) {
-                    return Ok(Acquired::Warm(st.idle.swap_remove(i).container));
-                }
-                let idle_mb: u64 = st.idle.iter().map(|i| i.memory_mb).sum();
-                if st.used_mb + memory_mb <= cap {
-                    st.used_mb += memory_mb;
-                    return Ok(Acquired::Cold);
-                }
-                if st.used_mb - idle_mb + memory_mb <= cap {
-                    // Evict least recently used idle containers until the new one fits.
-                    st.idle.sort_by_key(|i| std::cmp::Reverse(i.last_used));
-                    let mut victims = Vec::new();
-                    while st.used_mb + memory_mb > cap {
-                        let v = st.idle.pop().expect("idle memory covers the gap");
-                        st.used_mb -= v.memory_mb;
-                        st.live.remove(v.container.id());
-                        victims.push(v.container);
-                    }
-                    st.used_mb += memory_mb;
-                    Some(victims)
-                } else {
-                    None
-                }
-            };
-            if let Some(victims) = victims {
-                for v in victims {
-                    spawn_destroy(v);
-                }
-                return Ok(Acquired::Cold);
+        let mut victims = Vec::new();
+        let rx = {
+            let mut st = self.state.lock().unwrap();
+            if st.closed {
+                return Err("The invoker is shutting down.".into());
             }
-            notified.await;
-        }
+            match st.try_acquire(key, memory_mb, cap, &mut victims) {
+                Some(got) => {
+                    drop(st);
+                    destroy_all(victims);
+                    return Ok(got);
+                }
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back(Waiter { key: key.clone(), memory_mb, tx });
+                    rx
+                }
+            }
+        };
+        rx.await.map_err(|_| "The invoker is shutting down.".to_string())
     }
 
+    /// Returns a healthy container: straight to a waiting run of the same action, else idle.
     fn release(&self, key: WarmKey, container: Arc<dyn Container>, memory_mb: u64) {
+        let mut victims = Vec::new();
         {
             let mut st = self.state.lock().unwrap();
             if st.closed {
-                drop(st);
-                spawn_destroy(container);
-                return;
+                victims.push(container);
+            } else {
+                st.idle.push(Idle { key, container, memory_mb, last_used: Instant::now() });
+                st.dispatch(self.config.user_memory_mb, &mut victims);
             }
-            st.idle.push(Idle {
-                key,
-                container,
-                memory_mb,
-                last_used: Instant::now(),
-            });
         }
-        self.changed.notify_waiters();
+        destroy_all(victims);
     }
 
+    /// Gives up a container (or only its memory booking when it never started).
     fn discard(&self, container: Option<Arc<dyn Container>>, memory_mb: u64) {
+        let mut victims: Vec<Arc<dyn Container>> = container.into_iter().collect();
         {
             let mut st = self.state.lock().unwrap();
             st.used_mb = st.used_mb.saturating_sub(memory_mb);
-            if let Some(c) = &container {
+            if let Some(c) = victims.first() {
                 st.live.remove(c.id());
             }
+            st.dispatch(self.config.user_memory_mb, &mut victims);
         }
-        self.changed.notify_waiters();
-        if let Some(c) = container {
-            spawn_destroy(c);
-        }
+        destroy_all(victims);
     }
 
     fn spec(&self, action: &WhiskAction, namespace: &str) -> ContainerSpec {
@@ -426,12 +459,15 @@ fn failed_before_start(response: ActivationResponse) -> JobOutcome {
     }
 }
 
-fn spawn_destroy(c: Arc<dyn Container>) {
-    tokio::spawn(async move {
-        if let Err(e) = c.destroy().await {
-            tracing::warn!(container = c.id(), error = %e, "destroy failed");
-        }
-    });
+/// Destroys `containers` in the background.
+fn destroy_all(containers: Vec<Arc<dyn Container>>) {
+    for c in containers {
+        tokio::spawn(async move {
+            if let Err(e) = c.destroy().await {
+                tracing::warn!(container = c.id(), error = %e, "destroy failed");
+            }
+        });
+    }
 }
 
 /// The `/init` environment entries of an action's `init` parameters.
