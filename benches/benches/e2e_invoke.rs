@@ -21,7 +21,11 @@ const MAX_TIME: Duration = Duration::from_secs(10);
 
 fn main() {
     // The platform gets its own runtime (threads) so the load client does not share them.
-    let platform_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let platform_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let platform = platform_rt
         .block_on(Standalone::start(StandaloneConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -30,7 +34,10 @@ fn main() {
         }))
         .expect("platform starts");
     let base = format!("http://{}", platform.addr);
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     client_rt.block_on(async {
         let http = reqwest::Client::builder().no_proxy().tcp_nodelay(true).build().unwrap();
         let (user, pass) = GUEST_KEY.split_once(':').unwrap();

@@ -32,14 +32,16 @@ where
     let runs = (0..clients).map(|_| {
         let op = op.clone();
         async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             for _ in 0..per_client {
                 if started.elapsed() > max_time {
                     break;
                 }
                 let t = Instant::now();
                 op().await;
-                h.record(t.elapsed().as_micros().max(1) as u64).expect("in range");
+                h.record(t.elapsed().as_micros().max(1) as u64)
+                    .expect("in range");
             }
             h
         }

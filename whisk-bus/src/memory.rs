@@ -100,11 +100,14 @@ impl MessageBus for MemoryBus {
         {
             let mut log = t.log.lock().unwrap();
             let end = log.end();
-            let g = log.groups.entry(group.to_string()).or_insert_with(|| Group {
-                committed: end,
-                position: end,
-                members: 0,
-            });
+            let g = log
+                .groups
+                .entry(group.to_string())
+                .or_insert_with(|| Group {
+                    committed: end,
+                    position: end,
+                    members: 0,
+                });
             g.members += 1;
         }
         Ok(Box::new(MemoryConsumer {
@@ -134,7 +137,10 @@ impl Consumer for MemoryConsumer {
                 let mut log = self.topic.log.lock().unwrap();
                 let base = log.base;
                 let end = log.end();
-                let g = log.groups.get_mut(&self.group).expect("member's group exists");
+                let g = log
+                    .groups
+                    .get_mut(&self.group)
+                    .expect("member's group exists");
                 let from = g.position.max(base);
                 if from < end && max > 0 {
                     let to = end.min(from + max as u64);
@@ -189,10 +195,23 @@ mod tests {
         for i in 0..100 {
             bus.publish("t", Bytes::from(format!("{i}"))).await.unwrap();
         }
-        assert_eq!(c.poll(100, Duration::from_secs(1)).await.unwrap().len(), 100);
+        assert_eq!(
+            c.poll(100, Duration::from_secs(1)).await.unwrap().len(),
+            100
+        );
         c.commit().await.unwrap();
         assert_eq!(bus.topic("t").log.lock().unwrap().messages.len(), 0);
-        bus.publish("nobody-listens", Bytes::from("x")).await.unwrap();
-        assert_eq!(bus.topic("nobody-listens").log.lock().unwrap().messages.len(), 0);
+        bus.publish("nobody-listens", Bytes::from("x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            bus.topic("nobody-listens")
+                .log
+                .lock()
+                .unwrap()
+                .messages
+                .len(),
+            0
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The controller engine: authentication and invocation, independent of HTTP.
 
-use crate::entity::{ActivationId, Identity, RuntimeManifest, SystemLimits, WhiskAction, WhiskActivation};
+use crate::entity::{
+    ActivationId, Identity, RuntimeManifest, SystemLimits, WhiskAction, WhiskActivation,
+};
 use crate::loadbalancer::{Completed, LoadBalancer, LoadBalancerError};
 use crate::message::{ActivationMessage, ControllerInstanceId, TransactionId};
 use crate::store::{Store, StoreError, StoreExt};
@@ -45,7 +47,11 @@ pub struct Controller {
 
 impl Controller {
     /// A controller over `store` and `lb`.
-    pub fn new(store: Arc<dyn Store>, lb: Arc<LoadBalancer>, config: ControllerConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        lb: Arc<LoadBalancer>,
+        config: ControllerConfig,
+    ) -> Arc<Self> {
         Arc::new(Self { store, lb, config })
     }
 
@@ -65,7 +71,11 @@ impl Controller {
     }
 
     /// The identity for Basic credentials `uuid:key`, if valid.
-    pub async fn authenticate(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError> {
+    pub async fn authenticate(
+        &self,
+        uuid: &str,
+        key: &str,
+    ) -> Result<Option<Identity>, StoreError> {
         self.store.identity(uuid, key).await
     }
 
@@ -100,7 +110,12 @@ impl Controller {
         };
         let rx = self
             .lb
-            .publish(&msg, action.limits.memory, action.exec.kind(), action.limits.timeout)
+            .publish(
+                &msg,
+                action.limits.memory,
+                action.exec.kind(),
+                action.limits.timeout,
+            )
             .await?;
         if !blocking {
             return Ok(Invoked::Accepted(activation_id));

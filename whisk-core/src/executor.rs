@@ -66,8 +66,11 @@ pub trait Container: Send + Sync {
     /// The log lines written since the last call. With `until_sentinels`, waits (up to
     /// `wait`) until the runtime has written the end-of-activation sentinel on both stdout and
     /// stderr; sentinel lines are not returned. Returns early if the container died.
-    async fn logs(&self, until_sentinels: bool, wait: Duration)
-        -> Result<Vec<LogLine>, ExecutorError>;
+    async fn logs(
+        &self,
+        until_sentinels: bool,
+        wait: Duration,
+    ) -> Result<Vec<LogLine>, ExecutorError>;
 }
 
 /// Starts containers.

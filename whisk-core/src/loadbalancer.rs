@@ -54,7 +54,11 @@ pub struct LoadBalancer {
 
 impl LoadBalancer {
     /// A balancer for controller `controller`.
-    pub fn new(bus: Arc<dyn MessageBus>, scheduler: Arc<dyn Scheduler>, controller: u32) -> Arc<Self> {
+    pub fn new(
+        bus: Arc<dyn MessageBus>,
+        scheduler: Arc<dyn Scheduler>,
+        controller: u32,
+    ) -> Arc<Self> {
         Arc::new(Self {
             bus,
             scheduler,
@@ -92,14 +96,25 @@ impl LoadBalancer {
 
     /// Marks invoker `id` usable or not.
     pub fn set_usable(&self, id: u32, usable: bool) {
-        if let Some(s) = self.invokers.lock().unwrap().iter_mut().find(|s| s.view.id == id) {
+        if let Some(s) = self
+            .invokers
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|s| s.view.id == id)
+        {
             s.view.usable = usable;
         }
     }
 
     /// The invokers as the scheduler sees them.
     pub fn invokers(&self) -> Vec<InvokerView> {
-        self.invokers.lock().unwrap().iter().map(|s| s.view.clone()).collect()
+        self.invokers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.view.clone())
+            .collect()
     }
 
     /// Number of activations in flight.
@@ -109,14 +124,26 @@ impl LoadBalancer {
 
     /// Books `memory_mb` on `invoker`.
     fn book(&self, invoker: u32, memory_mb: u64) {
-        if let Some(s) = self.invokers.lock().unwrap().iter_mut().find(|s| s.view.id == invoker) {
+        if let Some(s) = self
+            .invokers
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|s| s.view.id == invoker)
+        {
             // Overload is allowed: free memory saturates at zero.
             s.view.free_memory_mb = s.view.free_memory_mb.saturating_sub(memory_mb);
         }
     }
 
     fn release(&self, invoker: u32, memory_mb: u64) {
-        if let Some(s) = self.invokers.lock().unwrap().iter_mut().find(|s| s.view.id == invoker) {
+        if let Some(s) = self
+            .invokers
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|s| s.view.id == invoker)
+        {
             s.view.free_memory_mb = (s.view.free_memory_mb + memory_mb).min(s.view.user_memory_mb);
         }
     }
@@ -160,7 +187,11 @@ impl LoadBalancer {
             },
         );
         let bytes = serde_json::to_vec(msg).expect("activation message serialises");
-        if let Err(e) = self.bus.publish(&topics::invoker(invoker), bytes.into()).await {
+        if let Err(e) = self
+            .bus
+            .publish(&topics::invoker(invoker), bytes.into())
+            .await
+        {
             self.pending.lock().unwrap().remove(&msg.activation_id);
             self.release(invoker, memory_mb);
             return Err(e.into());
@@ -172,14 +203,26 @@ impl LoadBalancer {
     pub async fn on_ack(&self, ack: Acknowledgement) {
         let id = ack.activation_id().clone();
         let (completes, response, system_error) = match &ack {
-            Acknowledgement::Combined { response, is_system_error, .. } => (true, Some(response), *is_system_error),
-            Acknowledgement::Completion { is_system_error, .. } => (true, None, *is_system_error),
+            Acknowledgement::Combined {
+                response,
+                is_system_error,
+                ..
+            } => (true, Some(response), *is_system_error),
+            Acknowledgement::Completion {
+                is_system_error, ..
+            } => (true, None, *is_system_error),
             Acknowledgement::Result { response, .. } => (false, Some(response), false),
         };
         let (waiter, done) = {
             let mut pending = self.pending.lock().unwrap();
-            let Some(p) = pending.get_mut(&id) else { return };
-            let waiter = if response.is_some() { p.waiter.take() } else { None };
+            let Some(p) = pending.get_mut(&id) else {
+                return;
+            };
+            let waiter = if response.is_some() {
+                p.waiter.take()
+            } else {
+                None
+            };
             let done = if completes { pending.remove(&id) } else { None };
             (waiter, done)
         };
@@ -218,7 +261,11 @@ impl LoadBalancer {
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
         for p in &expired {
-            tracing::warn!(invoker = p.invoker, action = p.action, "forced completion of an unanswered activation");
+            tracing::warn!(
+                invoker = p.invoker,
+                action = p.action,
+                "forced completion of an unanswered activation"
+            );
             self.release(p.invoker, p.memory_mb);
         }
         expired.len()
@@ -228,7 +275,10 @@ impl LoadBalancer {
     pub async fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, BusError> {
         let topic = topics::completed(self.controller);
         self.bus.create_topic(&topic).await?;
-        let mut consumer = self.bus.subscribe(&topic, &format!("completed{}", self.controller)).await?;
+        let mut consumer = self
+            .bus
+            .subscribe(&topic, &format!("completed{}", self.controller))
+            .await?;
         let me = self.clone();
         Ok(tokio::spawn(async move {
             let mut last_sweep = Instant::now();
@@ -238,7 +288,9 @@ impl LoadBalancer {
                         for bytes in &batch {
                             match Acknowledgement::parse(bytes) {
                                 Ok(ack) => me.on_ack(ack).await,
-                                Err(e) => tracing::error!(error = %e, "dropping unreadable acknowledgement"),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "dropping unreadable acknowledgement")
+                                }
                             }
                         }
                         if !batch.is_empty() {

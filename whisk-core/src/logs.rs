@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn truncates_at_limit() {
-        let lines: Vec<_> = (0..5).map(|i| LogLine::now(Stream::Stdout, format!("line{i}"))).collect();
+        let lines: Vec<_> = (0..5)
+            .map(|i| LogLine::now(Stream::Stdout, format!("line{i}")))
+            .collect();
         let out = format_with_limit(&lines, 12);
         assert_eq!(out.len(), 3);
         assert!(out[2].ends_with(

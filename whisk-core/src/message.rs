@@ -191,13 +191,17 @@ impl Acknowledgement {
                 response,
                 is_system_error,
                 instance,
-            } => json!({"transid": transid, "response": response, "isSystemError": is_system_error, "instance": instance}),
+            } => {
+                json!({"transid": transid, "response": response, "isSystemError": is_system_error, "instance": instance})
+            }
             Self::Completion {
                 transid,
                 activation_id,
                 is_system_error,
                 instance,
-            } => json!({"transid": transid, "activationId": activation_id, "isSystemError": is_system_error, "instance": instance}),
+            } => {
+                json!({"transid": transid, "activationId": activation_id, "isSystemError": is_system_error, "instance": instance})
+            }
             Self::Result { transid, response } => json!({"transid": transid, "response": response}),
         }
     }
@@ -263,9 +267,15 @@ mod tests {
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["transid"], json!(["abc", 5]));
-        assert_eq!(v["rootControllerIndex"], json!({"asString":"0","instanceType":"controller"}));
+        assert_eq!(
+            v["rootControllerIndex"],
+            json!({"asString":"0","instanceType":"controller"})
+        );
         assert_eq!(v["user"]["authkey"], json!({"api_key": GUEST_KEY}));
-        assert_eq!(v["action"], json!({"path":"guest","name":"hello","version":"0.0.1"}));
+        assert_eq!(
+            v["action"],
+            json!({"path":"guest","name":"hello","version":"0.0.1"})
+        );
         assert_eq!(serde_json::from_value::<ActivationMessage>(v).unwrap(), m);
     }
 

@@ -140,7 +140,8 @@ impl RuntimeClient {
     /// `POST {endpoint}/init`; connection failures are retried every 50 ms within `timeout`
     /// (a runtime may still be starting). A success has status 0.
     pub async fn init(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
-        self.call(endpoint, "/init", body, timeout, Phase::Init).await
+        self.call(endpoint, "/init", body, timeout, Phase::Init)
+            .await
     }
 
     /// `POST {endpoint}/run` with `body` (see [`ActivationContext::run_body`]).
@@ -286,8 +287,14 @@ mod tests {
     #[test]
     fn classification() {
         let c = RuntimeClient::new(64);
-        assert_eq!(c.classify_run(200, br#"{"a":1}"#), ActivationResponse::success(json!({"a":1})));
-        assert_eq!(c.classify_run(200, br#"[1]"#), ActivationResponse::success(json!([1])));
+        assert_eq!(
+            c.classify_run(200, br#"{"a":1}"#),
+            ActivationResponse::success(json!({"a":1}))
+        );
+        assert_eq!(
+            c.classify_run(200, br#"[1]"#),
+            ActivationResponse::success(json!([1]))
+        );
         assert_eq!(
             c.classify_run(200, br#"{"error":"x","b":1}"#),
             ActivationResponse::error(StatusCode::ApplicationError, "x")
@@ -297,14 +304,16 @@ mod tests {
             ActivationResponse::developer_error("bad")
         );
         assert_eq!(c.classify_run(200, b"3").status, StatusCode::DeveloperError);
-        assert_eq!(c.classify_run(200, b"not json").status, StatusCode::DeveloperError);
+        assert_eq!(
+            c.classify_run(200, b"not json").status,
+            StatusCode::DeveloperError
+        );
         let big = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
         let r = c.classify_run(200, big.as_bytes());
         assert_eq!(r.status, StatusCode::ApplicationError);
-        assert!(r.result.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("The action produced a response that exceeded the allowed length: 108 > 64 bytes."));
+        assert!(r.result.unwrap()["error"].as_str().unwrap().starts_with(
+            "The action produced a response that exceeded the allowed length: 108 > 64 bytes."
+        ));
     }
 
     #[test]

@@ -90,8 +90,16 @@ mod tests {
             kind: "nodejs:20",
         };
         let s = LeastLoaded;
-        assert_eq!(s.schedule(&p, &[inv(0, true, 100), inv(1, true, 900)]).await, Some(1));
-        assert_eq!(s.schedule(&p, &[inv(0, true, 100), inv(1, false, 900)]).await, Some(0));
+        assert_eq!(
+            s.schedule(&p, &[inv(0, true, 100), inv(1, true, 900)])
+                .await,
+            Some(1)
+        );
+        assert_eq!(
+            s.schedule(&p, &[inv(0, true, 100), inv(1, false, 900)])
+                .await,
+            Some(0)
+        );
         assert_eq!(s.schedule(&p, &[inv(0, false, 100)]).await, None);
     }
 }

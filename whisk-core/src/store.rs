@@ -139,7 +139,7 @@ impl Query {
     /// that hold documents in memory).
     pub fn apply<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> Vec<Value> {
         let mut hits: Vec<&Value> = docs.filter(|d| self.matches(d)).collect();
-        hits.sort_by(|a, b| self.sort_key(b).cmp(&self.sort_key(a)));
+        hits.sort_by_key(|d| std::cmp::Reverse(self.sort_key(d)));
         let it = hits.into_iter().skip(self.skip).cloned();
         if self.limit == 0 {
             it.collect()
@@ -209,7 +209,9 @@ pub trait StoreExt: Store {
     /// Reads an action by document id, with its revision.
     async fn get_action(&self, id: &str) -> Result<(WhiskAction, String), StoreError> {
         let doc = self.get(Collection::Whisks, id).await?;
-        if doc.body.get("entityType").and_then(Value::as_str) != Some(crate::entity::action::ENTITY_TYPE) {
+        if doc.body.get("entityType").and_then(Value::as_str)
+            != Some(crate::entity::action::ENTITY_TYPE)
+        {
             return Err(StoreError::NotFound);
         }
         let action = serde_json::from_value(doc.body)
@@ -272,7 +274,11 @@ mod tests {
             entity_type: Some("action".into()),
             ..Default::default()
         };
-        let names: Vec<_> = q.apply(docs.iter()).iter().map(|d| d["name"].clone()).collect();
+        let names: Vec<_> = q
+            .apply(docs.iter())
+            .iter()
+            .map(|d| d["name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("b"), json!("a")]);
         assert_eq!(q.count(docs.iter()), 2);
     }

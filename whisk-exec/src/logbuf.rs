@@ -54,7 +54,11 @@ impl LogBuffer {
             notified.as_mut().enable();
             {
                 let mut inner = self.inner.lock().unwrap();
-                let cut = if until_sentinels { sentinel_cut(&inner.lines) } else { None };
+                let cut = if until_sentinels {
+                    sentinel_cut(&inner.lines)
+                } else {
+                    None
+                };
                 let all = !until_sentinels || inner.closed == 2;
                 if let Some(end) = cut.or(all.then_some(inner.lines.len())) {
                     return inner
@@ -66,7 +70,11 @@ impl LogBuffer {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let mut inner = self.inner.lock().unwrap();
-                return inner.lines.drain(..).filter(|l| l.message != SENTINEL).collect();
+                return inner
+                    .lines
+                    .drain(..)
+                    .filter(|l| l.message != SENTINEL)
+                    .collect();
             }
         }
     }
@@ -100,7 +108,12 @@ mod tests {
         let err = format!("b\n{SENTINEL}\n{SENTINEL}\n");
         buf.capture(out.as_bytes(), Stream::Stdout).await;
         buf.capture(err.as_bytes(), Stream::Stderr).await;
-        let first: Vec<String> = buf.take(true, Duration::from_secs(1)).await.into_iter().map(|l| l.message).collect();
+        let first: Vec<String> = buf
+            .take(true, Duration::from_secs(1))
+            .await
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
         assert_eq!(first, ["a", "c", "b"]);
         let rest = buf.take(true, Duration::from_secs(1)).await;
         assert!(rest.is_empty());
@@ -109,7 +122,11 @@ mod tests {
     #[tokio::test]
     async fn returns_what_is_there_when_the_wait_runs_out() {
         let buf = LogBuffer::default();
-        buf.inner.lock().unwrap().lines.push_back(LogLine::now(Stream::Stdout, "partial"));
+        buf.inner
+            .lock()
+            .unwrap()
+            .lines
+            .push_back(LogLine::now(Stream::Stdout, "partial"));
         let got = buf.take(true, Duration::from_millis(50)).await;
         assert_eq!(got.len(), 1);
     }

@@ -42,18 +42,25 @@ impl ProcessExecutor {
     /// An executor with the bundled `nodejs:20` (`node`) and `python:3.11` (`python3`)
     /// launchers, written to a fresh directory under the system temp dir.
     pub fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let node = write(&dir, "launcher.js", NODEJS_LAUNCHER)?;
         let python = write(&dir, "launcher.py", PYTHON_LAUNCHER)?;
         let mut launchers = HashMap::new();
         launchers.insert(
             "nodejs:20".to_string(),
-            Launcher { program: "node".into(), args: vec![node] },
+            Launcher {
+                program: "node".into(),
+                args: vec![node],
+            },
         );
         launchers.insert(
             "python:3.11".to_string(),
-            Launcher { program: "python3".into(), args: vec!["-u".into(), python] },
+            Launcher {
+                program: "python3".into(),
+                args: vec!["-u".into(), python],
+            },
         );
         Ok(Self { dir, launchers })
     }
@@ -136,7 +143,11 @@ impl ContainerExecutor for ProcessExecutor {
             return Err(ExecutorError::StartFailed(format!(
                 "{} did not announce its port ({}): {}",
                 spec.kind,
-                if announced.is_err() { "timed out" } else { "exited" },
+                if announced.is_err() {
+                    "timed out"
+                } else {
+                    "exited"
+                },
                 stderr.join("\n")
             )));
         };
@@ -179,7 +190,11 @@ impl Container for ProcessContainer {
         Ok(())
     }
 
-    async fn logs(&self, until_sentinels: bool, wait: Duration) -> Result<Vec<LogLine>, ExecutorError> {
+    async fn logs(
+        &self,
+        until_sentinels: bool,
+        wait: Duration,
+    ) -> Result<Vec<LogLine>, ExecutorError> {
         Ok(self.logs.take(until_sentinels, wait).await)
     }
 }
@@ -203,12 +218,27 @@ mod tests {
     async fn a_launcher_that_never_announces_fails_cleanly() {
         let exec = ProcessExecutor::new().unwrap().with_launcher(
             "broken:1",
-            Launcher { program: "sh".into(), args: vec!["-c".into(), "echo oops >&2; exit 3".into()] },
+            Launcher {
+                program: "sh".into(),
+                args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
+            },
         );
-        let spec = ContainerSpec { name: "b".into(), kind: "broken:1".into(), image: None, memory_mb: 128, env: vec![] };
+        let spec = ContainerSpec {
+            name: "b".into(),
+            kind: "broken:1".into(),
+            image: None,
+            memory_mb: 128,
+            env: vec![],
+        };
         let err = exec.create(&spec).await.err().expect("start fails");
         assert!(err.to_string().contains("oops"), "{err}");
-        let spec = ContainerSpec { kind: "missing:1".into(), ..spec };
-        assert!(matches!(exec.create(&spec).await.err(), Some(ExecutorError::Unsupported(_))));
+        let spec = ContainerSpec {
+            kind: "missing:1".into(),
+            ..spec
+        };
+        assert!(matches!(
+            exec.create(&spec).await.err(),
+            Some(ExecutorError::Unsupported(_))
+        ));
     }
 }

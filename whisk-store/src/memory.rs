@@ -47,7 +47,13 @@ fn new_rev(n: u64) -> String {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put(&self, c: Collection, id: &str, body: Value, rev: Option<&str>) -> Result<String, StoreError> {
+    async fn put(
+        &self,
+        c: Collection,
+        id: &str,
+        body: Value,
+        rev: Option<&str>,
+    ) -> Result<String, StoreError> {
         let mut db = self.db(c).write().unwrap();
         let next = match (db.docs.get(id), rev) {
             (Some(_), None) => return Err(StoreError::AlreadyExists),

@@ -23,33 +23,55 @@ pub struct Resp {
 
 impl Platform {
     pub async fn start() -> Self {
+        Self::start_with(1024, std::time::Duration::from_secs(600)).await
+    }
+
+    /// A platform with `user_memory_mb` for containers and the given idle timeout.
+    pub async fn start_with(user_memory_mb: u64, idle_timeout: std::time::Duration) -> Self {
         let platform = Standalone::start(StandaloneConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            user_memory_mb: 1024,
-            ..Default::default()
+            user_memory_mb,
+            idle_timeout,
         })
         .await
         .expect("platform starts");
         let base = format!("http://{}", platform.addr);
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        Self { platform, base, http }
+        Self {
+            platform,
+            base,
+            http,
+        }
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<&str>, auth: Option<&str>) -> Resp {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        auth: Option<&str>,
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(a) = auth {
             let (u, p) = a.split_once(':').unwrap_or((a, ""));
             req = req.basic_auth(u, Some(p));
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let r = req.send().await.expect("request sent");
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// An authenticated request as `guest` with a JSON body.
@@ -69,7 +91,11 @@ impl Platform {
             body.as_object_mut().unwrap().extend(m);
         }
         let r = self
-            .call(Method::PUT, &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"), Some(body))
+            .call(
+                Method::PUT,
+                &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
+                Some(body),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "creating {name}: {}", r.text);
         r
@@ -98,6 +124,9 @@ pub fn assert_error(r: &Resp, status: StatusCode, message: &str) {
 pub fn assert_error_prefix(r: &Resp, status: StatusCode, prefix: &str) {
     assert_eq!(r.status, status, "body: {}", r.text);
     let msg = r.body["error"].as_str().unwrap_or_default();
-    assert!(msg.starts_with(prefix), "error {msg:?} should start with {prefix:?}");
+    assert!(
+        msg.starts_with(prefix),
+        "error {msg:?} should start with {prefix:?}"
+    );
     assert!(r.body["code"].is_string());
 }

@@ -56,7 +56,11 @@ impl Target {
 
 /// Reads the action at `target`, with 404 for missing and 409 for another entity type.
 async fn fetch(s: &ApiState, target: &Target) -> Result<(WhiskAction, String), ApiError> {
-    let doc = s.controller.store().get(Collection::Whisks, &target.doc_id()).await?;
+    let doc = s
+        .controller
+        .store()
+        .get(Collection::Whisks, &target.doc_id())
+        .await?;
     if doc.body.get("entityType").and_then(Value::as_str) != Some(ENTITY_TYPE) {
         return Err(ApiError::wrong_collection());
     }
@@ -93,7 +97,11 @@ pub(crate) async fn list(
     Ok(Json(Value::Array(items)).into_response())
 }
 
-async fn get_impl(s: ApiState, target: Result<Target, ApiError>, q: QueryMap) -> Result<Response, ApiError> {
+async fn get_impl(
+    s: ApiState,
+    target: Result<Target, ApiError>,
+    q: QueryMap,
+) -> Result<Response, ApiError> {
     let target = target?;
     let with_code = flag(&q, "code", true)?;
     let (action, _) = fetch(&s, &target).await?;
@@ -126,7 +134,12 @@ fn put_error(e: ActionPutError) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
 
-async fn put_impl(s: ApiState, target: Result<Target, ApiError>, q: QueryMap, body: Bytes) -> Result<Response, ApiError> {
+async fn put_impl(
+    s: ApiState,
+    target: Result<Target, ApiError>,
+    q: QueryMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let target = target?;
     let overwrite = flag(&q, "overwrite", false)?;
     let put: WhiskActionPut = typed_body(&body)?;
@@ -138,7 +151,10 @@ async fn put_impl(s: ApiState, target: Result<Target, ApiError>, q: QueryMap, bo
             return Err(ApiError::too_large("exec", size, limits.max_exec_bytes));
         }
     }
-    for (field, p) in [("parameters", &put.parameters), ("annotations", &put.annotations)] {
+    for (field, p) in [
+        ("parameters", &put.parameters),
+        ("annotations", &put.annotations),
+    ] {
         if let Some(p) = p {
             let size = p.size();
             if size as u64 > limits.max_parameter_bytes {
@@ -154,18 +170,39 @@ async fn put_impl(s: ApiState, target: Result<Target, ApiError>, q: QueryMap, bo
     let id = target.doc_id();
     let (action, rev) = match fetch(&s, &target).await {
         Ok((_, _)) if !overwrite => return Err(ApiError::exists()),
-        Ok((old, rev)) => (old.update(put, &c.manifest, limits, now_ms()).map_err(put_error)?, Some(rev)),
-        Err(e) if e.status == StatusCode::NOT_FOUND => (
-            WhiskAction::create(&target.path, &target.name, put, &c.manifest, limits, now_ms())
+        Ok((old, rev)) => (
+            old.update(put, &c.manifest, limits, now_ms())
                 .map_err(put_error)?,
+            Some(rev),
+        ),
+        Err(e) if e.status == StatusCode::NOT_FOUND => (
+            WhiskAction::create(
+                &target.path,
+                &target.name,
+                put,
+                &c.manifest,
+                limits,
+                now_ms(),
+            )
+            .map_err(put_error)?,
             None,
         ),
         Err(e) => return Err(e),
     };
-    match store.put(Collection::Whisks, &id, action.to_document(), rev.as_deref()).await {
+    match store
+        .put(
+            Collection::Whisks,
+            &id,
+            action.to_document(),
+            rev.as_deref(),
+        )
+        .await
+    {
         Ok(_) => Ok(Json(action.to_json(true)).into_response()),
         Err(StoreError::AlreadyExists) if !overwrite => Err(ApiError::exists()),
-        Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound) => Err(ApiError::conflict()),
+        Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound) => {
+            Err(ApiError::conflict())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -197,7 +234,12 @@ pub(crate) async fn put_in_package(
 async fn delete_impl(s: ApiState, target: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let target = target?;
     let (action, rev) = fetch(&s, &target).await?;
-    match s.controller.store().delete(Collection::Whisks, &target.doc_id(), &rev).await {
+    match s
+        .controller
+        .store()
+        .delete(Collection::Whisks, &target.doc_id(), &rev)
+        .await
+    {
         Ok(()) => Ok(Json(action.to_json(true)).into_response()),
         Err(StoreError::Conflict) => Err(ApiError::conflict()),
         Err(e) => Err(e.into()),
@@ -226,7 +268,9 @@ pub(crate) async fn delete_in_package(
 
 /// The invoke `timeout` query parameter: `0 < t <= max` milliseconds.
 fn wait_param(q: &QueryMap, max_ms: u64) -> Result<Duration, ApiError> {
-    let Some(v) = q.get("timeout") else { return Ok(Duration::from_millis(max_ms)) };
+    let Some(v) = q.get("timeout") else {
+        return Ok(Duration::from_millis(max_ms));
+    };
     match v.parse::<u64>() {
         Ok(t) if t > 0 && t <= max_ms => Ok(Duration::from_millis(t)),
         _ => Err(ApiError::bad_query(
@@ -239,10 +283,14 @@ fn wait_param(q: &QueryMap, max_ms: u64) -> Result<Duration, ApiError> {
 /// The action argument: defined parameters overridden by the payload (an array payload is
 /// passed as it is). Overriding a `final` action's defined parameters is refused.
 fn arguments(action: &WhiskAction, payload: Value) -> Result<Value, ApiError> {
-    let Value::Object(payload) = payload else { return Ok(payload) };
+    let Value::Object(payload) = payload else {
+        return Ok(payload);
+    };
     let defaults = action.parameters.to_object();
     if action.annotations.is_truthy("final", false)
-        && payload.keys().any(|k| defaults.get(k).is_some_and(|v| !v.is_null()))
+        && payload
+            .keys()
+            .any(|k| defaults.get(k).is_some_and(|v| !v.is_null()))
     {
         return Err(ApiError::bad_request(
             "Request defines parameters that are not allowed (e.g., reserved properties).",
@@ -267,11 +315,17 @@ async fn invoke_impl(
     let result_only = flag(&q, "result", false)?;
     let wait = wait_param(&q, limits.max_blocking_wait_ms)?;
     if body.len() as u64 > limits.max_payload_bytes {
-        return Err(ApiError::too_large("Request", body.len(), limits.max_payload_bytes));
+        return Err(ApiError::too_large(
+            "Request",
+            body.len(),
+            limits.max_payload_bytes,
+        ));
     }
     let payload = json_body(&body)?;
     if !payload.is_object() && !payload.is_array() {
-        return Err(ApiError::malformed("The request body must be a JSON object or array."));
+        return Err(ApiError::malformed(
+            "The request body must be a JSON object or array.",
+        ));
     }
     let (action, rev) = fetch(&s, &target).await?;
     let args = arguments(&action, payload)?;
@@ -280,11 +334,17 @@ async fn invoke_impl(
         .invoke(&user, &action, &rev, args, blocking, wait, tid.0)
         .await
         .map_err(|e| match e {
-            InvokeError::LoadBalancer(LoadBalancerError::NoInvokers) => ApiError::unavailable("No invokers available"),
+            InvokeError::LoadBalancer(LoadBalancerError::NoInvokers) => {
+                ApiError::unavailable("No invokers available")
+            }
             InvokeError::LoadBalancer(other) => ApiError::internal(other),
         })?;
     let (status, id, body) = match invoked {
-        Invoked::Accepted(id) => (StatusCode::ACCEPTED, id.clone(), json!({ "activationId": id })),
+        Invoked::Accepted(id) => (
+            StatusCode::ACCEPTED,
+            id.clone(),
+            json!({ "activationId": id }),
+        ),
         Invoked::Completed(a) => {
             let status = match a.response.status {
                 Status::Success => StatusCode::OK,
@@ -292,7 +352,11 @@ async fn invoke_impl(
                 Status::WhiskError => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let result = a.response.result.clone().unwrap_or_else(|| json!({}));
-            let body = if result.is_array() || result_only { result } else { a.to_extended_json() };
+            let body = if result.is_array() || result_only {
+                result
+            } else {
+                a.to_extended_json()
+            };
             (status, a.activation_id.clone(), body)
         }
     };

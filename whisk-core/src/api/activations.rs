@@ -10,9 +10,15 @@ use serde_json::{json, Value};
 
 /// The `name` filter: `action` or `pkg/action`.
 fn name_filter(q: &QueryMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = q.get("name") else { return Ok(None) };
+    let Some(v) = q.get("name") else {
+        return Ok(None);
+    };
     let parts: Vec<&str> = v.split('/').filter(|p| !p.is_empty()).collect();
-    let bad = || ApiError::bad_request(format!("Parameter may be a 'simple' name or 'package-name/simple' name: {v}"));
+    let bad = || {
+        ApiError::bad_request(format!(
+            "Parameter may be a 'simple' name or 'package-name/simple' name: {v}"
+        ))
+    };
     if parts.is_empty() || parts.len() > 2 {
         return Err(bad());
     }
@@ -33,7 +39,9 @@ pub(crate) async fn list(
     let count = flag(&q, "count", false)?;
     let docs = flag(&q, "docs", false)?;
     if count && docs {
-        return Err(ApiError::bad_request("The parameter 'docs' is not permitted with 'count'."));
+        return Err(ApiError::bad_request(
+            "The parameter 'docs' is not permitted with 'count'.",
+        ));
     }
     let query = StoreQuery {
         collection: Some(Collection::Activations),
@@ -54,12 +62,23 @@ pub(crate) async fn list(
         .await?
         .into_iter()
         .filter_map(|d| serde_json::from_value::<WhiskActivation>(d).ok())
-        .map(|a| if docs { a.to_extended_json() } else { a.summary() })
+        .map(|a| {
+            if docs {
+                a.to_extended_json()
+            } else {
+                a.summary()
+            }
+        })
         .collect();
     Ok(Json(Value::Array(items)))
 }
 
-async fn fetch(s: &ApiState, user: &crate::entity::Identity, ns: &str, id: &str) -> Result<WhiskActivation, ApiError> {
+async fn fetch(
+    s: &ApiState,
+    user: &crate::entity::Identity,
+    ns: &str,
+    id: &str,
+) -> Result<WhiskActivation, ApiError> {
     let ns = resolve_namespace(user, ns, id)?;
     let id = ActivationId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(s.controller.store().get_activation(&ns, &id).await?)
@@ -80,7 +99,9 @@ pub(crate) async fn logs(
     Auth(user): Auth,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "logs": fetch(&s, &user, &ns, &id).await?.logs })))
+    Ok(Json(
+        json!({ "logs": fetch(&s, &user, &ns, &id).await?.logs }),
+    ))
 }
 
 /// `GET /activations/{id}/result`.
@@ -89,5 +110,10 @@ pub(crate) async fn result(
     Auth(user): Auth,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(fetch(&s, &user, &ns, &id).await?.response.to_extended_json()))
+    Ok(Json(
+        fetch(&s, &user, &ns, &id)
+            .await?
+            .response
+            .to_extended_json(),
+    ))
 }

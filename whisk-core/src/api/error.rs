@@ -41,12 +41,17 @@ impl ApiError {
 
     /// 400 for a malformed query parameter.
     pub fn bad_query(name: &str, detail: impl std::fmt::Display) -> Self {
-        Self::bad_request(format!("The query parameter '{name}' was malformed:\n{detail}"))
+        Self::bad_request(format!(
+            "The query parameter '{name}' was malformed:\n{detail}"
+        ))
     }
 
     /// 404 "The requested resource does not exist."
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "The requested resource does not exist.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "The requested resource does not exist.",
+        )
     }
 
     /// 403 for `resource`.
@@ -64,7 +69,10 @@ impl ApiError {
 
     /// 409 for a revision conflict.
     pub fn conflict() -> Self {
-        Self::new(StatusCode::CONFLICT, "Concurrent modification to resource detected.")
+        Self::new(
+            StatusCode::CONFLICT,
+            "Concurrent modification to resource detected.",
+        )
     }
 
     /// 409 for a document of another entity type at the same id.
@@ -123,7 +131,9 @@ impl IntoResponse for ApiError {
 pub(crate) fn default_message(status: StatusCode, body: &str) -> String {
     match status {
         StatusCode::NOT_FOUND => "The requested resource could not be found.".into(),
-        StatusCode::METHOD_NOT_ALLOWED => "HTTP method not allowed, supported methods: GET, PUT, POST, DELETE".into(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "HTTP method not allowed, supported methods: GET, PUT, POST, DELETE".into()
+        }
         StatusCode::PAYLOAD_TOO_LARGE => "The request content was too large.".into(),
         _ if !body.is_empty() => body.to_string(),
         s => s.canonical_reason().unwrap_or("error").to_string(),

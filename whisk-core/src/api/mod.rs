@@ -52,7 +52,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route(&format!("{ns}/actions"), get(actions::list))
         .route(
             &format!("{ns}/actions/{{name}}"),
-            get(actions::get).put(actions::put).delete(actions::delete).post(actions::invoke),
+            get(actions::get)
+                .put(actions::put)
+                .delete(actions::delete)
+                .post(actions::invoke),
         )
         .route(
             &format!("{ns}/actions/{{pkg}}/{{name}}"),
@@ -63,8 +66,14 @@ pub fn router(controller: Arc<Controller>) -> Router {
         )
         .route(&format!("{ns}/activations"), get(activations::list))
         .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
-        .route(&format!("{ns}/activations/{{id}}/logs"), get(activations::logs))
-        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result));
+        .route(
+            &format!("{ns}/activations/{{id}}/logs"),
+            get(activations::logs),
+        )
+        .route(
+            &format!("{ns}/activations/{{id}}/result"),
+            get(activations::result),
+        );
     Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
@@ -100,7 +109,9 @@ async fn transaction(mut req: Request, next: Next) -> Response {
                 Some(m) => m.0.clone(),
                 None => {
                     let (parts, body) = resp.into_parts();
-                    let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+                    let bytes = axum::body::to_bytes(body, 64 * 1024)
+                        .await
+                        .unwrap_or_default();
                     let text = String::from_utf8_lossy(&bytes).to_string();
                     resp = Response::from_parts(parts, axum::body::Body::empty());
                     default_message(resp.status(), &text)
@@ -109,7 +120,10 @@ async fn transaction(mut req: Request, next: Next) -> Response {
             let (mut parts, _) = resp.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
             let body = serde_json::json!({"error": message, "code": tid.id()});
-            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             resp = Response::from_parts(parts, axum::body::Body::from(body.to_string()));
         }
     }
@@ -118,10 +132,15 @@ async fn transaction(mut req: Request, next: Next) -> Response {
         h.insert(HeaderName::from_static("x-request-id"), v);
     }
     if cors {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent"),
+            HeaderValue::from_static(
+                "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent",
+            ),
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -137,7 +156,10 @@ pub struct Auth(pub Identity);
 impl FromRequestParts<ApiState> for Auth {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
         let unauthorized = |msg: &str| {
             let mut r = ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
             r.headers_mut().insert(
@@ -154,8 +176,15 @@ impl FromRequestParts<ApiState> for Auth {
         let creds = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            })
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
             .and_then(|b| String::from_utf8(b).ok());
         let Some((uuid, key)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
             return Err(unauthorized("The supplied authentication is invalid"));
@@ -185,12 +214,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Tid {
 
 /// Resolves the `{ns}` path segment for `user`: `_` is the caller's namespace; other
 /// namespaces are validated and, in this slice, not accessible (403).
-pub(crate) fn resolve_namespace(user: &Identity, ns: &str, resource: &str) -> Result<String, ApiError> {
+pub(crate) fn resolve_namespace(
+    user: &Identity,
+    ns: &str,
+    resource: &str,
+) -> Result<String, ApiError> {
     let own = &user.namespace.name;
     if ns == DEFAULT_NAMESPACE || ns == own {
         return Ok(own.clone());
     }
     validate_namespace(ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let target = if resource.is_empty() { ns.to_string() } else { format!("{ns}/{resource}") };
+    let target = if resource.is_empty() {
+        ns.to_string()
+    } else {
+        format!("{ns}/{resource}")
+    };
     Err(ApiError::forbidden(&target))
 }

@@ -10,21 +10,30 @@ pub(crate) type QueryMap = HashMap<String, String>;
 
 /// Pekko's Boolean unmarshaller: true/yes/on/1 and false/no/off/0, case-insensitive.
 pub(crate) fn flag(q: &QueryMap, name: &str, default: bool) -> Result<bool, ApiError> {
-    let Some(v) = q.get(name) else { return Ok(default) };
+    let Some(v) = q.get(name) else {
+        return Ok(default);
+    };
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" | "" => Ok(false),
-        _ => Err(ApiError::bad_query(name, format!("'{v}' is not a valid Boolean value"))),
+        _ => Err(ApiError::bad_query(
+            name,
+            format!("'{v}' is not a valid Boolean value"),
+        )),
     }
 }
 
 /// `limit` for `collection`: default 30, `0` means the maximum 200.
 pub(crate) fn limit(q: &QueryMap, collection: &str) -> Result<usize, ApiError> {
     const MAX: i64 = 200;
-    let Some(v) = q.get("limit") else { return Ok(30) };
-    let n: i64 = v
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("The value '{v}' is not an integer for {collection}.")))?;
+    let Some(v) = q.get("limit") else {
+        return Ok(30);
+    };
+    let n: i64 = v.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "The value '{v}' is not an integer for {collection}."
+        ))
+    })?;
     if !(0..=MAX).contains(&n) {
         return Err(ApiError::bad_request(format!(
             "The value '{n}' is not in the range of 0 to {MAX} for {collection}."
@@ -36,8 +45,12 @@ pub(crate) fn limit(q: &QueryMap, collection: &str) -> Result<usize, ApiError> {
 /// `skip`, a non-negative integer (default 0).
 pub(crate) fn skip(q: &QueryMap) -> Result<usize, ApiError> {
     let Some(v) = q.get("skip") else { return Ok(0) };
-    v.parse::<usize>()
-        .map_err(|_| ApiError::bad_query("skip", format!("'{v}' is not a valid non-negative integer value")))
+    v.parse::<usize>().map_err(|_| {
+        ApiError::bad_query(
+            "skip",
+            format!("'{v}' is not a valid non-negative integer value"),
+        )
+    })
 }
 
 /// An epoch-milliseconds bound (`since`/`upto`).
@@ -45,7 +58,9 @@ pub(crate) fn epoch_ms(q: &QueryMap, name: &str) -> Result<Option<u64>, ApiError
     q.get(name)
         .map(|v| {
             v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("Parameter is not a valid value for epoch seconds: {v}"))
+                ApiError::bad_request(format!(
+                    "Parameter is not a valid value for epoch seconds: {v}"
+                ))
             })
         })
         .transpose()

@@ -93,7 +93,10 @@ impl WhiskAction {
         system: &SystemLimits,
         now_ms: u64,
     ) -> Result<Self, ActionPutError> {
-        let exec = put.exec.ok_or(ActionPutError::ExecUndefined)?.resolve(manifest)?;
+        let exec = put
+            .exec
+            .ok_or(ActionPutError::ExecUndefined)?
+            .resolve(manifest)?;
         let limits = put
             .limits
             .unwrap_or_default()

@@ -36,7 +36,10 @@ impl ActivationId {
         if len != 32 {
             return Err(ActivationIdError::Length(len));
         }
-        if !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ActivationIdError::Invalid);
         }
         Ok(Self(s.to_string()))
@@ -316,7 +319,9 @@ mod tests {
             "Activation id length is 3 but must be 32."
         );
         assert_eq!(
-            ActivationId::parse(&"G".repeat(32)).unwrap_err().to_string(),
+            ActivationId::parse(&"G".repeat(32))
+                .unwrap_err()
+                .to_string(),
             "The activation id is not valid."
         );
         assert!(ActivationId::parse(&"A".repeat(32)).is_err());
@@ -344,8 +349,14 @@ mod tests {
     fn stored_and_extended_forms() {
         let a = sample(1250);
         let stored = serde_json::to_value(&a).unwrap();
-        assert_eq!(stored["response"], json!({"statusCode":2,"result":{"error":"boom"}}));
-        assert_eq!(serde_json::from_value::<WhiskActivation>(stored).unwrap(), a);
+        assert_eq!(
+            stored["response"],
+            json!({"statusCode":2,"result":{"error":"boom"}})
+        );
+        assert_eq!(
+            serde_json::from_value::<WhiskActivation>(stored).unwrap(),
+            a
+        );
         let ext = a.to_extended_json();
         assert_eq!(ext["duration"], json!(250));
         assert_eq!(

@@ -194,7 +194,7 @@ pub struct ExecPut {
 /// OpenWhisk's `isBinaryCode`: non-empty, length a multiple of 4 and base64 characters only.
 pub fn is_binary_code(code: &str) -> bool {
     let t = code.trim();
-    if t.is_empty() || t.len() % 4 != 0 {
+    if t.is_empty() || !t.len().is_multiple_of(4) {
         return false;
     }
     let body = t.trim_end_matches('=');
@@ -210,7 +210,9 @@ impl ExecPut {
         let main = self.main.filter(|m| !m.is_empty());
         if self.kind.trim().eq_ignore_ascii_case("blackbox") {
             let image = self.image.filter(|i| !i.is_empty()).ok_or_else(|| {
-                ExecError::Malformed("'image' must be a string defined in 'exec' for 'blackbox' actions".into())
+                ExecError::Malformed(
+                    "'image' must be a string defined in 'exec' for 'blackbox' actions".into(),
+                )
             })?;
             let binary = self.code.as_deref().map(is_binary_code).unwrap_or(false);
             return Ok(Exec::Blackbox {
@@ -377,7 +379,10 @@ mod tests {
             serde_json::to_value(&exec).unwrap(),
             json!({"kind":"nodejs:20","code":"function main(){}","binary":false})
         );
-        assert_eq!(exec.to_json(false), json!({"kind":"nodejs:20","binary":false}));
+        assert_eq!(
+            exec.to_json(false),
+            json!({"kind":"nodejs:20","binary":false})
+        );
         let back: Exec = serde_json::from_value(serde_json::to_value(&exec).unwrap()).unwrap();
         assert_eq!(back, exec);
         let missing: ExecPut = serde_json::from_value(json!({"kind":"python:3.11"})).unwrap();

@@ -189,20 +189,34 @@ impl ActionLimitsPut {
     ) -> Result<ActionLimits, LimitError> {
         let mut out = base;
         if let Some(v) = self.timeout {
-            out.timeout = check(v, system.timeout_ms)
-                .map_err(|(dir, bound)| LimitError::Timeout { value: v, dir, bound })?;
+            out.timeout =
+                check(v, system.timeout_ms).map_err(|(dir, bound)| LimitError::Timeout {
+                    value: v,
+                    dir,
+                    bound,
+                })?;
         }
         if let Some(v) = self.memory {
-            out.memory = check(v, system.memory_mb)
-                .map_err(|(dir, bound)| LimitError::Memory { value: v, dir, bound })?;
+            out.memory = check(v, system.memory_mb).map_err(|(dir, bound)| LimitError::Memory {
+                value: v,
+                dir,
+                bound,
+            })?;
         }
         if let Some(v) = self.logs {
-            out.logs = check(v, system.logs_mb)
-                .map_err(|(dir, bound)| LimitError::Logs { value: v, dir, bound })?;
+            out.logs = check(v, system.logs_mb).map_err(|(dir, bound)| LimitError::Logs {
+                value: v,
+                dir,
+                bound,
+            })?;
         }
         if let Some(v) = self.concurrency {
-            out.concurrency = check(v, system.concurrency)
-                .map_err(|(dir, bound)| LimitError::Concurrency { value: v, dir, bound })?;
+            out.concurrency =
+                check(v, system.concurrency).map_err(|(dir, bound)| LimitError::Concurrency {
+                    value: v,
+                    dir,
+                    bound,
+                })?;
         }
         if self.instances.is_some() {
             out.instances = self.instances;

@@ -150,7 +150,16 @@ mod tests {
 
     #[test]
     fn accepts_openwhisk_names() {
-        for ok in ["a", "hello", "hello world", "a.b", "x@y", "a&b-c", "_", "A_1"] {
+        for ok in [
+            "a",
+            "hello",
+            "hello world",
+            "a.b",
+            "x@y",
+            "a&b-c",
+            "_",
+            "A_1",
+        ] {
             assert!(EntityName::new(ok).is_ok(), "{ok}");
         }
     }

@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn init_flag_round_trips() {
-        let p: Parameters = serde_json::from_value(json!([{"key":"a","value":"b","init":true}])).unwrap();
+        let p: Parameters =
+            serde_json::from_value(json!([{"key":"a","value":"b","init":true}])).unwrap();
         assert_eq!(p.init_keys(), vec!["a"]);
         assert_eq!(
             serde_json::to_value(&p).unwrap(),

@@ -4,7 +4,9 @@
 pub mod pool;
 
 use crate::bus::{topics, MessageBus};
-use crate::entity::{ActivationId, ActivationResponse, Parameters, SemVer, WhiskAction, WhiskActivation};
+use crate::entity::{
+    ActivationId, ActivationResponse, Parameters, SemVer, WhiskAction, WhiskActivation,
+};
 use crate::message::{AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId};
 use crate::runtime::ActivationContext;
 use crate::store::{Store, StoreError, StoreExt};
@@ -52,7 +54,11 @@ pub struct Invoker {
 
 impl Invoker {
     /// An invoker over `pool`, numbered by the pool's `invoker_id`.
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn MessageBus>, pool: Arc<ContainerPool>) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        pool: Arc<ContainerPool>,
+    ) -> Arc<Self> {
         let cfg = pool.config();
         Arc::new(Self {
             instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
@@ -75,10 +81,15 @@ impl Invoker {
     }
 
     /// Subscribes to `invoker{id}` and processes messages until the task is aborted.
-    pub async fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
+    pub async fn start(
+        self: &Arc<Self>,
+    ) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
         let topic = topics::invoker(self.instance.instance);
         self.bus.create_topic(&topic).await?;
-        let mut consumer = self.bus.subscribe(&topic, &format!("invoker{}", self.instance.instance)).await?;
+        let mut consumer = self
+            .bus
+            .subscribe(&topic, &format!("invoker{}", self.instance.instance))
+            .await?;
         self.pool.start_reaper();
         let me = self.clone();
         Ok(tokio::spawn(async move {
@@ -98,7 +109,9 @@ impl Invoker {
                             let me = me.clone();
                             tokio::spawn(async move { me.handle(msg).await });
                         }
-                        Err(e) => tracing::error!(error = %e, "dropping unreadable activation message"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "dropping unreadable activation message")
+                        }
                     }
                 }
                 if !batch.is_empty() {
@@ -111,7 +124,10 @@ impl Invoker {
     }
 
     /// The action of `msg`, from the per-revision cache or the store.
-    async fn action(&self, msg: &ActivationMessage) -> Result<(Arc<WhiskAction>, String), StoreError> {
+    async fn action(
+        &self,
+        msg: &ActivationMessage,
+    ) -> Result<(Arc<WhiskAction>, String), StoreError> {
         let id = format!("{}/{}", msg.action.path, msg.action.name);
         if let Some(rev) = &msg.revision {
             if let Some((r, a)) = self.actions.lock().unwrap().get(&id) {
@@ -175,7 +191,8 @@ impl Invoker {
             is_system_error: system_error,
             instance: self.instance.clone(),
         };
-        let topic = crate::bus::topics::completed(msg.root_controller_index.as_string.parse().unwrap_or(0));
+        let topic =
+            crate::bus::topics::completed(msg.root_controller_index.as_string.parse().unwrap_or(0));
         let bytes = serde_json::to_vec(&ack.to_json()).expect("ack serialises");
         if let Err(e) = self.bus.publish(&topic, bytes.into()).await {
             tracing::error!(error = %e, "publishing ack failed");
@@ -207,10 +224,21 @@ impl Invoker {
     }
 
     /// The activation record for `outcome`.
-    fn record(&self, msg: &ActivationMessage, action: Option<&WhiskAction>, o: JobOutcome) -> WhiskActivation {
+    fn record(
+        &self,
+        msg: &ActivationMessage,
+        action: Option<&WhiskAction>,
+        o: JobOutcome,
+    ) -> WhiskActivation {
         let mut annotations = Parameters::new()
-            .with("path", json!(format!("{}/{}", msg.action.path, msg.action.name)))
-            .with("waitTime", json!(o.start.saturating_sub(msg.transid.start_ms())));
+            .with(
+                "path",
+                json!(format!("{}/{}", msg.action.path, msg.action.name)),
+            )
+            .with(
+                "waitTime",
+                json!(o.start.saturating_sub(msg.transid.start_ms())),
+            );
         match action {
             Some(a) => {
                 annotations.set("kind", json!(a.exec.kind()));
@@ -254,6 +282,9 @@ mod tests {
             r.insert(&ActivationId::generate());
         }
         assert_eq!(r.set.len(), RECENT_IDS);
-        assert!(r.insert(&id), "oldest id forgotten once the bound is reached");
+        assert!(
+            r.insert(&id),
+            "oldest id forgotten once the bound is reached"
+        );
     }
 }

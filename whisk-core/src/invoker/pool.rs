@@ -75,7 +75,13 @@ impl State {
     /// Satisfies a request for `key` at once if possible: a warm container of the same key,
     /// free memory for a cold start, or free memory after evicting least recently used idle
     /// containers (returned in `victims` for destruction).
-    fn try_acquire(&mut self, key: &WarmKey, memory_mb: u64, cap: u64, victims: &mut Vec<Arc<dyn Container>>) -> Option<Acquired> {
+    fn try_acquire(
+        &mut self,
+        key: &WarmKey,
+        memory_mb: u64,
+        cap: u64,
+        victims: &mut Vec<Arc<dyn Container>>,
+    ) -> Option<Acquired> {
         if let Some(i) = self.idle.iter().rposition(|w| &w.key == key) {
             return Some(Acquired::Warm(self.idle.swap_remove(i).container));
         }
@@ -116,7 +122,12 @@ impl State {
     /// Returns what a cancelled waiter was handed.
     fn undo(&mut self, got: Acquired, key: WarmKey, memory_mb: u64) {
         match got {
-            Acquired::Warm(container) => self.idle.push(Idle { key, container, memory_mb, last_used: Instant::now() }),
+            Acquired::Warm(container) => self.idle.push(Idle {
+                key,
+                container,
+                memory_mb,
+                last_used: Instant::now(),
+            }),
             Acquired::Cold => self.used_mb -= memory_mb,
         }
     }
@@ -172,7 +183,11 @@ enum Acquired {
 
 impl ContainerPool {
     /// A pool over `executor`.
-    pub fn new(executor: Arc<dyn ContainerExecutor>, client: RuntimeClient, config: PoolConfig) -> Arc<Self> {
+    pub fn new(
+        executor: Arc<dyn ContainerExecutor>,
+        client: RuntimeClient,
+        config: PoolConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             executor,
             client,
@@ -205,7 +220,8 @@ impl ContainerPool {
     /// Starts the task that removes containers idle longer than the idle timeout.
     pub fn start_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        let period = (self.config.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let period = (self.config.idle_timeout / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(30));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
@@ -275,12 +291,17 @@ impl ContainerPool {
                 }
                 None => {
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(Waiter { key: key.clone(), memory_mb, tx });
+                    st.waiters.push_back(Waiter {
+                        key: key.clone(),
+                        memory_mb,
+                        tx,
+                    });
                     rx
                 }
             }
         };
-        rx.await.map_err(|_| "The invoker is shutting down.".to_string())
+        rx.await
+            .map_err(|_| "The invoker is shutting down.".to_string())
     }
 
     /// Returns a healthy container: straight to a waiting run of the same action, else idle.
@@ -291,7 +312,12 @@ impl ContainerPool {
             if st.closed {
                 victims.push(container);
             } else {
-                st.idle.push(Idle { key, container, memory_mb, last_used: Instant::now() });
+                st.idle.push(Idle {
+                    key,
+                    container,
+                    memory_mb,
+                    last_used: Instant::now(),
+                });
                 st.dispatch(self.config.user_memory_mb, &mut victims);
             }
         }
@@ -412,20 +438,40 @@ impl ContainerPool {
         }
     }
 
-    async fn init(&self, container: &Arc<dyn Container>, job: &Job, timeout: Duration) -> CallOutcome {
+    async fn init(
+        &self,
+        container: &Arc<dyn Container>,
+        job: &Job,
+        timeout: Duration,
+    ) -> CallOutcome {
         let mut ctx = job.context.clone();
         ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
         let mut env = job.init_env.clone();
         env.extend(ctx.init_env());
         let exec = &job.action.exec;
-        let body = init_body(&job.action.name, exec.main(), exec.code(), exec.binary(), env);
+        let body = init_body(
+            &job.action.name,
+            exec.main(),
+            exec.code(),
+            exec.binary(),
+            env,
+        );
         self.client.init(container.endpoint(), &body, timeout).await
     }
 
     /// Collects the activation's logs: up to the sentinels for a healthy container, whatever
     /// is there for a failed one (plus OpenWhisk's developer-error line).
-    async fn collect_logs(&self, container: &Arc<dyn Container>, action: &WhiskAction, failed: bool) -> Vec<String> {
-        let wait = if failed { Duration::from_millis(100) } else { self.config.log_wait };
+    async fn collect_logs(
+        &self,
+        container: &Arc<dyn Container>,
+        action: &WhiskAction,
+        failed: bool,
+    ) -> Vec<String> {
+        let wait = if failed {
+            Duration::from_millis(100)
+        } else {
+            self.config.log_wait
+        };
         let lines = match container.logs(!failed, wait).await {
             Ok(l) => l,
             Err(e) => {

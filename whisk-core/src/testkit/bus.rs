@@ -13,7 +13,11 @@ async fn take(c: &mut Box<dyn Consumer>, n: usize) -> Vec<String> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while got.len() < n && tokio::time::Instant::now() < deadline {
-        for m in c.poll(n - got.len(), Duration::from_millis(200)).await.unwrap() {
+        for m in c
+            .poll(n - got.len(), Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
             got.push(String::from_utf8(m.to_vec()).unwrap());
         }
     }
@@ -72,8 +76,16 @@ pub async fn group_members_share_messages(b: Arc<impl MessageBus>) {
     let mut want = numbered(20);
     want.sort();
     assert_eq!(all, want);
-    assert!(c1.poll(10, Duration::from_millis(200)).await.unwrap().is_empty());
-    assert!(c2.poll(10, Duration::from_millis(200)).await.unwrap().is_empty());
+    assert!(c1
+        .poll(10, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(c2
+        .poll(10, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A group that joins late sees only messages published after it joined.
@@ -98,11 +110,19 @@ pub async fn uncommitted_messages_are_redelivered(b: Arc<impl MessageBus>) {
     assert_eq!(take(&mut c, 1).await, ["m2"]);
     drop(c);
     let mut again = b.subscribe(&topic, "g").await.unwrap();
-    assert_eq!(take(&mut again, 1).await, ["m2"], "uncommitted m2 is delivered again");
+    assert_eq!(
+        take(&mut again, 1).await,
+        ["m2"],
+        "uncommitted m2 is delivered again"
+    );
     again.commit().await.unwrap();
     drop(again);
     let mut third = b.subscribe(&topic, "g").await.unwrap();
-    assert!(third.poll(10, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(third
+        .poll(10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// `poll` returns an empty batch after its timeout when nothing arrives.
@@ -111,6 +131,10 @@ pub async fn poll_times_out_empty(b: Arc<impl MessageBus>) {
     b.create_topic(&topic).await.unwrap();
     let mut c = b.subscribe(&topic, "g").await.unwrap();
     let started = std::time::Instant::now();
-    assert!(c.poll(10, Duration::from_millis(100)).await.unwrap().is_empty());
+    assert!(c
+        .poll(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
     assert!(started.elapsed() >= Duration::from_millis(90));
 }

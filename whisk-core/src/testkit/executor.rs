@@ -23,7 +23,8 @@ impl Fixture {
     pub fn nodejs() -> Self {
         Self {
             kind: "nodejs:20".into(),
-            echo_code: "function main(args) { console.log('log: ' + args.msg); return args; }".into(),
+            echo_code: "function main(args) { console.log('log: ' + args.msg); return args; }"
+                .into(),
         }
     }
 
@@ -31,7 +32,9 @@ impl Fixture {
     pub fn python() -> Self {
         Self {
             kind: "python:3.11".into(),
-            echo_code: "def main(args):\n    print('log: ' + str(args.get('msg')))\n    return args\n".into(),
+            echo_code:
+                "def main(args):\n    print('log: ' + str(args.get('msg')))\n    return args\n"
+                    .into(),
         }
     }
 }
@@ -61,9 +64,17 @@ fn context() -> ActivationContext {
 async fn ready(e: &impl ContainerExecutor, f: &Fixture) -> Arc<dyn crate::executor::Container> {
     let c = e.create(&spec(&f.kind)).await.expect("container starts");
     let init = RuntimeClient::default()
-        .init(c.endpoint(), &init_body("echo", None, Some(&f.echo_code), false, Map::new()), TIMEOUT)
+        .init(
+            c.endpoint(),
+            &init_body("echo", None, Some(&f.echo_code), false, Map::new()),
+            TIMEOUT,
+        )
         .await;
-    assert!(init.response.is_success(), "init failed: {:?}", init.response);
+    assert!(
+        init.response.is_success(),
+        "init failed: {:?}",
+        init.response
+    );
     c
 }
 
@@ -79,9 +90,16 @@ async fn run(c: &Arc<dyn crate::executor::Container>, args: Value) -> Value {
 pub async fn init_then_run_returns_result(e: Arc<impl ContainerExecutor>, f: Fixture) {
     let c = ready(&*e, &f).await;
     assert_eq!(run(&c, json!({"msg": "one"})).await, json!({"msg": "one"}));
-    assert_eq!(run(&c, json!({"msg": "two", "n": 2})).await, json!({"msg": "two", "n": 2}));
+    assert_eq!(
+        run(&c, json!({"msg": "two", "n": 2})).await,
+        json!({"msg": "two", "n": 2})
+    );
     let again = RuntimeClient::default()
-        .init(c.endpoint(), &init_body("echo", None, Some(&f.echo_code), false, Map::new()), TIMEOUT)
+        .init(
+            c.endpoint(),
+            &init_body("echo", None, Some(&f.echo_code), false, Map::new()),
+            TIMEOUT,
+        )
         .await;
     assert!(!again.response.is_success(), "a second /init is refused");
     c.destroy().await.unwrap();
@@ -110,7 +128,10 @@ pub async fn containers_are_isolated(e: Arc<impl ContainerExecutor>, f: Fixture)
     assert_eq!(run(&a, json!({"msg": "a"})).await, json!({"msg": "a"}));
     assert_eq!(run(&b, json!({"msg": "b"})).await, json!({"msg": "b"}));
     a.destroy().await.unwrap();
-    assert_eq!(run(&b, json!({"msg": "still"})).await, json!({"msg": "still"}));
+    assert_eq!(
+        run(&b, json!({"msg": "still"})).await,
+        json!({"msg": "still"})
+    );
     b.destroy().await.unwrap();
 }
 
@@ -120,9 +141,17 @@ pub async fn destroy_stops_the_container(e: Arc<impl ContainerExecutor>, f: Fixt
     c.destroy().await.unwrap();
     c.destroy().await.unwrap();
     let out = RuntimeClient::default()
-        .run(c.endpoint(), &context().run_body(json!({})), Duration::from_secs(2))
+        .run(
+            c.endpoint(),
+            &context().run_body(json!({})),
+            Duration::from_secs(2),
+        )
         .await;
-    assert!(out.container_failed, "a destroyed container must not answer: {:?}", out.response);
+    assert!(
+        out.container_failed,
+        "a destroyed container must not answer: {:?}",
+        out.response
+    );
 }
 
 /// A paused container works again after `resume`.
@@ -130,7 +159,10 @@ pub async fn pause_and_resume_keep_it_usable(e: Arc<impl ContainerExecutor>, f: 
     let c = ready(&*e, &f).await;
     c.pause().await.unwrap();
     c.resume().await.unwrap();
-    assert_eq!(run(&c, json!({"msg": "back"})).await, json!({"msg": "back"}));
+    assert_eq!(
+        run(&c, json!({"msg": "back"})).await,
+        json!({"msg": "back"})
+    );
     c.destroy().await.unwrap();
 }
 

@@ -17,7 +17,10 @@ pub mod store;
 
 /// A random name with `prefix`, so cases never collide on a shared backend.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Generates one `#[tokio::test]` per case of the Store suite. The expression builds the
@@ -25,12 +28,21 @@ pub fn unique(prefix: &str) -> String {
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($factory:expr) => {
-        $crate::__conformance_cases!(store, $factory, [
-            create_then_get, create_twice_conflicts, update_needs_current_revision,
-            update_of_missing_is_not_found, delete_needs_current_revision,
-            list_newest_first_with_skip_limit_count, list_by_namespace_and_type,
-            activations_filter_by_time_and_name, identity_lookup_by_key
-        ]);
+        $crate::__conformance_cases!(
+            store,
+            $factory,
+            [
+                create_then_get,
+                create_twice_conflicts,
+                update_needs_current_revision,
+                update_of_missing_is_not_found,
+                delete_needs_current_revision,
+                list_newest_first_with_skip_limit_count,
+                list_by_namespace_and_type,
+                activations_filter_by_time_and_name,
+                identity_lookup_by_key
+            ]
+        );
     };
 }
 
@@ -38,10 +50,18 @@ macro_rules! store_conformance_tests {
 #[macro_export]
 macro_rules! bus_conformance_tests {
     ($factory:expr) => {
-        $crate::__conformance_cases!(bus, $factory, [
-            delivers_in_order, every_group_gets_every_message, group_members_share_messages,
-            new_group_starts_at_end, uncommitted_messages_are_redelivered, poll_times_out_empty
-        ]);
+        $crate::__conformance_cases!(
+            bus,
+            $factory,
+            [
+                delivers_in_order,
+                every_group_gets_every_message,
+                group_members_share_messages,
+                new_group_starts_at_end,
+                uncommitted_messages_are_redelivered,
+                poll_times_out_empty
+            ]
+        );
     };
 }
 
@@ -50,10 +70,19 @@ macro_rules! bus_conformance_tests {
 #[macro_export]
 macro_rules! executor_conformance_tests {
     ($factory:expr, $fixture:expr) => {
-        $crate::__conformance_cases!(executor, $factory, $fixture, [
-            init_then_run_returns_result, logs_end_at_sentinels, containers_are_isolated,
-            destroy_stops_the_container, pause_and_resume_keep_it_usable, unsupported_kind_is_refused
-        ]);
+        $crate::__conformance_cases!(
+            executor,
+            $factory,
+            $fixture,
+            [
+                init_then_run_returns_result,
+                logs_end_at_sentinels,
+                containers_are_isolated,
+                destroy_stops_the_container,
+                pause_and_resume_keep_it_usable,
+                unsupported_kind_is_refused
+            ]
+        );
     };
 }
 

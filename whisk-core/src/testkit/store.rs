@@ -15,50 +15,108 @@ pub async fn create_then_get(s: Arc<impl Store>) {
     let ns = unique("ns");
     let id = format!("{ns}/a");
     let body = entity(&ns, "a", "action", 1);
-    let rev = s.put(Collection::Whisks, &id, body.clone(), None).await.unwrap();
+    let rev = s
+        .put(Collection::Whisks, &id, body.clone(), None)
+        .await
+        .unwrap();
     let doc = s.get(Collection::Whisks, &id).await.unwrap();
-    assert_eq!((doc.id.as_str(), doc.rev.as_str(), &doc.body), (id.as_str(), rev.as_str(), &body));
-    assert_eq!(s.get(Collection::Whisks, &format!("{ns}/zz")).await.unwrap_err(), StoreError::NotFound);
-    assert_eq!(s.get(Collection::Activations, &id).await.unwrap_err(), StoreError::NotFound, "collections are separate");
+    assert_eq!(
+        (doc.id.as_str(), doc.rev.as_str(), &doc.body),
+        (id.as_str(), rev.as_str(), &body)
+    );
+    assert_eq!(
+        s.get(Collection::Whisks, &format!("{ns}/zz"))
+            .await
+            .unwrap_err(),
+        StoreError::NotFound
+    );
+    assert_eq!(
+        s.get(Collection::Activations, &id).await.unwrap_err(),
+        StoreError::NotFound,
+        "collections are separate"
+    );
 }
 
 /// A second create of the same id fails with `AlreadyExists`.
 pub async fn create_twice_conflicts(s: Arc<impl Store>) {
     let id = format!("{}/a", unique("ns"));
-    s.put(Collection::Whisks, &id, json!({"v":1}), None).await.unwrap();
-    let err = s.put(Collection::Whisks, &id, json!({"v":2}), None).await.unwrap_err();
+    s.put(Collection::Whisks, &id, json!({"v":1}), None)
+        .await
+        .unwrap();
+    let err = s
+        .put(Collection::Whisks, &id, json!({"v":2}), None)
+        .await
+        .unwrap_err();
     assert_eq!(err, StoreError::AlreadyExists);
-    assert_eq!(s.get(Collection::Whisks, &id).await.unwrap().body, json!({"v":1}));
+    assert_eq!(
+        s.get(Collection::Whisks, &id).await.unwrap().body,
+        json!({"v":1})
+    );
 }
 
 /// Updates need the current revision; each update yields a new one.
 pub async fn update_needs_current_revision(s: Arc<impl Store>) {
     let id = format!("{}/a", unique("ns"));
-    let r1 = s.put(Collection::Whisks, &id, json!({"v":1}), None).await.unwrap();
-    let r2 = s.put(Collection::Whisks, &id, json!({"v":2}), Some(&r1)).await.unwrap();
+    let r1 = s
+        .put(Collection::Whisks, &id, json!({"v":1}), None)
+        .await
+        .unwrap();
+    let r2 = s
+        .put(Collection::Whisks, &id, json!({"v":2}), Some(&r1))
+        .await
+        .unwrap();
     assert_ne!(r1, r2);
-    let err = s.put(Collection::Whisks, &id, json!({"v":3}), Some(&r1)).await.unwrap_err();
+    let err = s
+        .put(Collection::Whisks, &id, json!({"v":3}), Some(&r1))
+        .await
+        .unwrap_err();
     assert_eq!(err, StoreError::Conflict);
-    assert_eq!(s.get(Collection::Whisks, &id).await.unwrap().body, json!({"v":2}));
+    assert_eq!(
+        s.get(Collection::Whisks, &id).await.unwrap().body,
+        json!({"v":2})
+    );
 }
 
 /// Updating a missing document is `NotFound`.
 pub async fn update_of_missing_is_not_found(s: Arc<impl Store>) {
     let id = format!("{}/a", unique("ns"));
-    let err = s.put(Collection::Whisks, &id, json!({}), Some("1-abc")).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound | StoreError::Conflict), "{err:?}");
+    let err = s
+        .put(Collection::Whisks, &id, json!({}), Some("1-abc"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound | StoreError::Conflict),
+        "{err:?}"
+    );
 }
 
 /// Deletes need the current revision; a deleted document is gone.
 pub async fn delete_needs_current_revision(s: Arc<impl Store>) {
     let id = format!("{}/a", unique("ns"));
-    let r1 = s.put(Collection::Whisks, &id, json!({"v":1}), None).await.unwrap();
-    let r2 = s.put(Collection::Whisks, &id, json!({"v":2}), Some(&r1)).await.unwrap();
-    assert_eq!(s.delete(Collection::Whisks, &id, &r1).await.unwrap_err(), StoreError::Conflict);
+    let r1 = s
+        .put(Collection::Whisks, &id, json!({"v":1}), None)
+        .await
+        .unwrap();
+    let r2 = s
+        .put(Collection::Whisks, &id, json!({"v":2}), Some(&r1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete(Collection::Whisks, &id, &r1).await.unwrap_err(),
+        StoreError::Conflict
+    );
     s.delete(Collection::Whisks, &id, &r2).await.unwrap();
-    assert_eq!(s.get(Collection::Whisks, &id).await.unwrap_err(), StoreError::NotFound);
-    assert_eq!(s.delete(Collection::Whisks, &id, &r2).await.unwrap_err(), StoreError::NotFound);
-    s.put(Collection::Whisks, &id, json!({"v":3}), None).await.expect("re-create after delete");
+    assert_eq!(
+        s.get(Collection::Whisks, &id).await.unwrap_err(),
+        StoreError::NotFound
+    );
+    assert_eq!(
+        s.delete(Collection::Whisks, &id, &r2).await.unwrap_err(),
+        StoreError::NotFound
+    );
+    s.put(Collection::Whisks, &id, json!({"v":3}), None)
+        .await
+        .expect("re-create after delete");
 }
 
 /// Listing is newest first by `updated`, honours skip/limit, and counts ignore them.
@@ -66,13 +124,29 @@ pub async fn list_newest_first_with_skip_limit_count(s: Arc<impl Store>) {
     let ns = unique("ns");
     for i in 0..5u64 {
         let name = format!("a{i}");
-        s.put(Collection::Whisks, &format!("{ns}/{name}"), entity(&ns, &name, "action", 100 + i), None)
-            .await
-            .unwrap();
+        s.put(
+            Collection::Whisks,
+            &format!("{ns}/{name}"),
+            entity(&ns, &name, "action", 100 + i),
+            None,
+        )
+        .await
+        .unwrap();
     }
-    let mut q = Query { collection: Some(Collection::Whisks), namespace: ns.clone(), ..Default::default() };
-    let names = |docs: Vec<Value>| docs.iter().map(|d| d["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
-    assert_eq!(names(s.query(&q).await.unwrap()), ["a4", "a3", "a2", "a1", "a0"]);
+    let mut q = Query {
+        collection: Some(Collection::Whisks),
+        namespace: ns.clone(),
+        ..Default::default()
+    };
+    let names = |docs: Vec<Value>| {
+        docs.iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(s.query(&q).await.unwrap()),
+        ["a4", "a3", "a2", "a1", "a0"]
+    );
     q.skip = 1;
     q.limit = 2;
     assert_eq!(names(s.query(&q).await.unwrap()), ["a3", "a2"]);
@@ -85,7 +159,10 @@ pub async fn list_by_namespace_and_type(s: Arc<impl Store>) {
     let other = format!("{ns}x");
     let docs = [
         (format!("{ns}/a"), entity(&ns, "a", "action", 1)),
-        (format!("{ns}/pkg/b"), entity(&format!("{ns}/pkg"), "b", "action", 2)),
+        (
+            format!("{ns}/pkg/b"),
+            entity(&format!("{ns}/pkg"), "b", "action", 2),
+        ),
         (format!("{ns}/t"), entity(&ns, "t", "trigger", 3)),
         (format!("{other}/c"), entity(&other, "c", "action", 4)),
     ];
@@ -98,7 +175,13 @@ pub async fn list_by_namespace_and_type(s: Arc<impl Store>) {
         entity_type: Some("action".into()),
         ..Default::default()
     };
-    let got: Vec<Value> = s.query(&q).await.unwrap().iter().map(|d| d["name"].clone()).collect();
+    let got: Vec<Value> = s
+        .query(&q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].clone())
+        .collect();
     assert_eq!(got, [json!("b"), json!("a")]);
     assert_eq!(s.count(&q).await.unwrap(), 2);
 }
@@ -106,39 +189,89 @@ pub async fn list_by_namespace_and_type(s: Arc<impl Store>) {
 /// Activations list by `start` with `since`/`upto` bounds and the `name` filter.
 pub async fn activations_filter_by_time_and_name(s: Arc<impl Store>) {
     let ns = unique("ns");
-    for (i, (name, path)) in [("a", "a"), ("b", "b"), ("a", "pkg/a"), ("a", "a")].iter().enumerate() {
+    for (i, (name, path)) in [("a", "a"), ("b", "b"), ("a", "pkg/a"), ("a", "a")]
+        .iter()
+        .enumerate()
+    {
         let body = json!({
             "namespace": ns, "name": name, "start": 1000 + i as u64 * 10, "entityType": "activation",
             "annotations": [{"key": "path", "value": format!("{ns}/{path}")}],
         });
-        s.put(Collection::Activations, &format!("{ns}/{i:032}"), body, None).await.unwrap();
+        s.put(
+            Collection::Activations,
+            &format!("{ns}/{i:032}"),
+            body,
+            None,
+        )
+        .await
+        .unwrap();
     }
-    let base = Query { collection: Some(Collection::Activations), namespace: ns.clone(), ..Default::default() };
-    let starts = |docs: Vec<Value>| docs.iter().map(|d| d["start"].as_u64().unwrap()).collect::<Vec<_>>();
-    assert_eq!(starts(s.query(&base).await.unwrap()), [1030, 1020, 1010, 1000]);
-    let q = Query { since: Some(1010), upto: Some(1020), ..base.clone() };
+    let base = Query {
+        collection: Some(Collection::Activations),
+        namespace: ns.clone(),
+        ..Default::default()
+    };
+    let starts = |docs: Vec<Value>| {
+        docs.iter()
+            .map(|d| d["start"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        starts(s.query(&base).await.unwrap()),
+        [1030, 1020, 1010, 1000]
+    );
+    let q = Query {
+        since: Some(1010),
+        upto: Some(1020),
+        ..base.clone()
+    };
     assert_eq!(starts(s.query(&q).await.unwrap()), [1020, 1010]);
-    let q = Query { name: Some("a".into()), ..base.clone() };
+    let q = Query {
+        name: Some("a".into()),
+        ..base.clone()
+    };
     assert_eq!(starts(s.query(&q).await.unwrap()), [1030, 1000]);
-    let q = Query { name: Some("pkg/a".into()), ..base.clone() };
+    let q = Query {
+        name: Some("pkg/a".into()),
+        ..base.clone()
+    };
     assert_eq!(s.count(&q).await.unwrap(), 1);
-    let q = Query { namespace: format!("{ns}/pkg"), ..base };
-    assert_eq!(s.count(&q).await.unwrap(), 0, "activation namespaces match exactly");
+    let q = Query {
+        namespace: format!("{ns}/pkg"),
+        ..base
+    };
+    assert_eq!(
+        s.count(&q).await.unwrap(),
+        0,
+        "activation namespaces match exactly"
+    );
 }
 
 /// Identities are found by `uuid:key` and not by a wrong key.
 pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
     let subject = unique("user");
     let key = AuthKey::generate();
-    s.put_subject(&SubjectDoc::single(&subject, &key)).await.unwrap();
-    let id = s.identity(&key.uuid, &key.key).await.unwrap().expect("identity found");
+    s.put_subject(&SubjectDoc::single(&subject, &key))
+        .await
+        .unwrap();
+    let id = s
+        .identity(&key.uuid, &key.key)
+        .await
+        .unwrap()
+        .expect("identity found");
     assert_eq!(id.namespace.name, subject);
     assert_eq!(id.api_key(), key.compact());
     assert!(s.identity(&key.uuid, "wrong").await.unwrap().is_none());
     assert!(s.identity("nobody", &key.key).await.unwrap().is_none());
     // Replacing the subject's key revokes the old one.
     let new_key = AuthKey::generate();
-    s.put_subject(&SubjectDoc::single(&subject, &new_key)).await.unwrap();
+    s.put_subject(&SubjectDoc::single(&subject, &new_key))
+        .await
+        .unwrap();
     assert!(s.identity(&key.uuid, &key.key).await.unwrap().is_none());
-    assert!(s.identity(&new_key.uuid, &new_key.key).await.unwrap().is_some());
+    assert!(s
+        .identity(&new_key.uuid, &new_key.key)
+        .await
+        .unwrap()
+        .is_some());
 }

@@ -1,0 +1,121 @@
+//! The container pool seen through the platform: warm reuse, LRU eviction under memory
+//! pressure, queueing when nothing fits, and removal of idle containers.
+
+mod common;
+
+use common::Platform;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const NOOP: &str = "function main(p) { return {pid: process.pid}; }";
+
+fn cold(r: &Value) -> bool {
+    r["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["key"] == "initTime")
+}
+
+#[tokio::test]
+async fn warm_reuse_is_per_action() {
+    let p = Platform::start().await;
+    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.action("b", "nodejs:20", NOOP, json!({})).await;
+    let a1 = p.invoke("a", json!({}), "").await.body;
+    let a2 = p.invoke("a", json!({}), "").await.body;
+    let b1 = p.invoke("b", json!({}), "").await.body;
+    assert!(cold(&a1) && !cold(&a2) && cold(&b1));
+    assert_eq!(
+        a1["response"]["result"]["pid"], a2["response"]["result"]["pid"],
+        "same container reused"
+    );
+    assert_ne!(
+        a1["response"]["result"]["pid"], b1["response"]["result"]["pid"],
+        "another action gets its own"
+    );
+    assert_eq!(p.platform.pool().live_count(), 2);
+    // Updating an action makes a new revision: its old warm container is not reused.
+    p.action(
+        "a",
+        "nodejs:20",
+        "function main() { return {pid: process.pid, v: 2}; }",
+        json!({}),
+    )
+    .await;
+    let a3 = p.invoke("a", json!({}), "").await.body;
+    assert!(cold(&a3));
+    assert_eq!(a3["response"]["result"]["v"], 2);
+}
+
+#[tokio::test]
+async fn least_recently_used_idle_container_is_evicted() {
+    let p = Platform::start_with(512, Duration::from_secs(600)).await;
+    for name in ["a", "b", "c"] {
+        p.action(name, "nodejs:20", NOOP, json!({})).await;
+    }
+    assert!(cold(&p.invoke("a", json!({}), "").await.body));
+    assert!(cold(&p.invoke("b", json!({}), "").await.body));
+    assert!(
+        !cold(&p.invoke("a", json!({}), "").await.body),
+        "a is now the most recently used"
+    );
+    assert!(
+        cold(&p.invoke("c", json!({}), "").await.body),
+        "c fits only by evicting b"
+    );
+    assert_eq!(p.platform.pool().used_memory_mb(), 512);
+    assert!(
+        !cold(&p.invoke("a", json!({}), "").await.body),
+        "a survived"
+    );
+    assert!(
+        cold(&p.invoke("b", json!({}), "").await.body),
+        "b was evicted"
+    );
+}
+
+#[tokio::test]
+async fn runs_queue_when_nothing_fits() {
+    let p = Platform::start_with(256, Duration::from_secs(600)).await;
+    let sleepy = "function main(p) { return new Promise(r => setTimeout(() => r({pid: process.pid}), 200)); }";
+    p.action("s", "nodejs:20", sleepy, json!({})).await;
+    let results = futures::future::join_all((0..4).map(|_| p.invoke("s", json!({}), ""))).await;
+    let pids: Vec<Value> = results
+        .iter()
+        .map(|r| r.body["response"]["result"]["pid"].clone())
+        .collect();
+    assert!(results.iter().all(|r| r.status == StatusCode::OK));
+    assert!(
+        pids.iter().all(|pid| *pid == pids[0]),
+        "one container served all four in turn"
+    );
+    assert_eq!(results.iter().filter(|r| cold(&r.body)).count(), 1);
+    assert_eq!(p.platform.pool().live_count(), 1);
+    // An action larger than the whole budget fails as a whisk error instead of waiting forever.
+    p.action("big", "nodejs:20", NOOP, json!({"limits": {"memory": 512}}))
+        .await;
+    let r = p.invoke("big", json!({}), "").await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.body["response"]["status"], "whisk internal error");
+}
+
+#[tokio::test]
+async fn idle_containers_are_removed_after_the_timeout() {
+    let p = Platform::start_with(1024, Duration::from_millis(300)).await;
+    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.invoke("a", json!({}), "").await;
+    assert_eq!(p.platform.pool().live_count(), 1);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if p.platform.pool().live_count() == 0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "idle container removed");
+    assert_eq!(p.platform.pool().used_memory_mb(), 0);
+    assert!(cold(&p.invoke("a", json!({}), "").await.body));
+}
