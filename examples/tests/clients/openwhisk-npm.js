@@ -1,0 +1,74 @@
+// Drives a whisk platform with OpenWhisk's own JavaScript client (the `openwhisk` npm
+// package). Usage: node openwhisk-npm.js <node_modules dir> <api host> <uuid:key>
+// Exits non-zero on the first mismatch; prints one line per check.
+'use strict';
+const assert = require('assert');
+const [modules, apihost, apiKey] = process.argv.slice(2);
+const openwhisk = require(require.resolve('openwhisk', { paths: [modules] }));
+const ow = openwhisk({ apihost, api_key: apiKey });
+
+async function check(name, fn) {
+  await fn();
+  console.log('ok ' + name);
+}
+
+(async () => {
+  await check('namespaces.list', async () => {
+    assert.deepStrictEqual(await ow.namespaces.list(), ['guest']);
+  });
+  await check('actions.create', async () => {
+    const code = 'function main(p) { console.log("npm " + p.who); return {hello: p.who}; }';
+    const a = await ow.actions.create({ name: 'npmhello', action: code, kind: 'nodejs:20' });
+    assert.strictEqual(a.name, 'npmhello');
+    assert.strictEqual(a.exec.kind, 'nodejs:20');
+  });
+  await check('actions.invoke result', async () => {
+    const r = await ow.actions.invoke({ name: 'npmhello', blocking: true, result: true, params: { who: 'npm' } });
+    assert.deepStrictEqual(r, { hello: 'npm' });
+  });
+  let id;
+  await check('actions.invoke blocking', async () => {
+    const a = await ow.actions.invoke({ name: 'npmhello', blocking: true, params: { who: 'x' } });
+    assert.strictEqual(a.response.success, true);
+    assert.strictEqual(a.response.status, 'success');
+    id = a.activationId;
+  });
+  await check('actions.invoke non-blocking', async () => {
+    const a = await ow.actions.invoke({ name: 'npmhello' });
+    assert.match(a.activationId, /^[0-9a-f]{32}$/);
+  });
+  await check('activations.get/logs/result', async () => {
+    const a = await ow.activations.get({ name: id });
+    assert.strictEqual(a.activationId, id);
+    const logs = await ow.activations.logs({ name: id });
+    assert.ok(logs.logs[0].endsWith('stdout: npm x'), JSON.stringify(logs));
+    const r = await ow.activations.result({ name: id });
+    assert.deepStrictEqual(r.result, { hello: 'x' });
+  });
+  await check('activations.list', async () => {
+    const list = await ow.activations.list({ name: 'npmhello', limit: 10 });
+    assert.ok(list.length >= 2);
+  });
+  await check('actions.list and get', async () => {
+    const list = await ow.actions.list();
+    assert.ok(list.some((a) => a.name === 'npmhello'));
+    const a = await ow.actions.get({ name: 'npmhello' });
+    assert.ok(a.exec.code.includes('hello'));
+  });
+  await check('errors reach the client', async () => {
+    await assert.rejects(ow.actions.invoke({ name: 'nope', blocking: true }), (e) => e.statusCode === 404);
+    const bad = openwhisk({ apihost, api_key: apiKey.replace(/.$/, 'X') });
+    await assert.rejects(bad.actions.list(), (e) => e.statusCode === 401);
+  });
+  await check('application error is 502 with the activation', async () => {
+    await ow.actions.create({ name: 'npmfail', action: 'function main() { return {error: "no"}; }', kind: 'nodejs:20' });
+    await assert.rejects(ow.actions.invoke({ name: 'npmfail', blocking: true }), (e) => e.statusCode === 502 && e.error.response.result.error === 'no');
+  });
+  await check('actions.delete', async () => {
+    await ow.actions.delete({ name: 'npmhello' });
+    await assert.rejects(ow.actions.get({ name: 'npmhello' }), (e) => e.statusCode === 404);
+  });
+})().catch((e) => {
+  console.error('FAILED', e && e.stack ? e.stack : e);
+  process.exit(1);
+});
