@@ -162,14 +162,7 @@ async fn invalid_names_and_list_parameters() {
 async fn malformed_bodies_kinds_and_limits() {
     let p = Platform::start().await;
     let path = "/api/v1/namespaces/_/actions/x";
-    let r = p
-        .send(
-            Method::PUT,
-            path,
-            Some("{not json"),
-            Some(whisk_core::entity::identity::GUEST_KEY),
-        )
-        .await;
+    let r = p.raw(Method::PUT, path, "{not json").await;
     assert_error_prefix(
         &r,
         StatusCode::BAD_REQUEST,

@@ -98,11 +98,10 @@ async fn blocking_nonblocking_and_result_forms() {
 
     // Empty body means {}; an array payload is passed verbatim and an array result returned raw.
     let r = p
-        .send(
+        .raw(
             Method::POST,
             "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
-            None,
-            Some(whisk_core::entity::identity::GUEST_KEY),
+            "",
         )
         .await;
     assert_eq!(r.body, json!({"a": 1, "b": 2}));
@@ -340,11 +339,10 @@ async fn bad_invoke_requests() {
         "The request content was malformed:\n",
     );
     let r = p
-        .send(
+        .raw(
             Method::POST,
             "/api/v1/namespaces/_/actions/echo?blocking=true",
-            Some("{oops"),
-            Some(whisk_core::entity::identity::GUEST_KEY),
+            "{oops",
         )
         .await;
     assert_error_prefix(

@@ -96,15 +96,7 @@ impl LoadBalancer {
 
     /// Marks invoker `id` usable or not.
     pub fn set_usable(&self, id: u32, usable: bool) {
-        if let Some(s) = self
-            .invokers
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .find(|s| s.view.id == id)
-        {
-            s.view.usable = usable;
-        }
+        self.with_invoker(id, |v| v.usable = usable);
     }
 
     /// The invokers as the scheduler sees them.
@@ -122,8 +114,8 @@ impl LoadBalancer {
         self.pending.lock().unwrap().len()
     }
 
-    /// Books `memory_mb` on `invoker`.
-    fn book(&self, invoker: u32, memory_mb: u64) {
+    /// Applies `f` to the view of `invoker`, if registered.
+    fn with_invoker(&self, invoker: u32, f: impl FnOnce(&mut InvokerView)) {
         if let Some(s) = self
             .invokers
             .lock()
@@ -131,21 +123,22 @@ impl LoadBalancer {
             .iter_mut()
             .find(|s| s.view.id == invoker)
         {
-            // Overload is allowed: free memory saturates at zero.
-            s.view.free_memory_mb = s.view.free_memory_mb.saturating_sub(memory_mb);
+            f(&mut s.view);
         }
     }
 
+    /// Books `memory_mb` on `invoker`; overload is allowed, free memory saturates at zero.
+    fn book(&self, invoker: u32, memory_mb: u64) {
+        self.with_invoker(invoker, |v| {
+            v.free_memory_mb = v.free_memory_mb.saturating_sub(memory_mb)
+        });
+    }
+
+    /// Returns `memory_mb` booked on `invoker`.
     fn release(&self, invoker: u32, memory_mb: u64) {
-        if let Some(s) = self
-            .invokers
-            .lock()
-            .unwrap()
-            .iter_mut()
-            .find(|s| s.view.id == invoker)
-        {
-            s.view.free_memory_mb = (s.view.free_memory_mb + memory_mb).min(s.view.user_memory_mb);
-        }
+        self.with_invoker(invoker, |v| {
+            v.free_memory_mb = (v.free_memory_mb + memory_mb).min(v.user_memory_mb)
+        });
     }
 
     /// Places and publishes `msg`. The receiver resolves when the activation completes (it

@@ -80,6 +80,11 @@ impl Platform {
         self.send(method, path, b.as_deref(), Some(GUEST_KEY)).await
     }
 
+    /// An authenticated request as `guest` with a raw (possibly malformed) body.
+    pub async fn raw(&self, method: Method, path: &str, body: &str) -> Resp {
+        self.send(method, path, Some(body), Some(GUEST_KEY)).await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.call(Method::GET, path, None).await
     }

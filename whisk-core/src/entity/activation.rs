@@ -255,8 +255,9 @@ impl WhiskActivation {
         v
     }
 
-    /// The API (extended) JSON: response with `status`/`success`, `duration` added, `end` dropped when 0.
-    pub fn to_extended_json(&self) -> Value {
+    /// The fields shared by the extended JSON and the list summary; the summary carries the
+    /// numeric `statusCode` of finished activations instead of the response.
+    fn served_fields(&self, summary: bool) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("activationId".into(), json!(self.activation_id));
         m.insert("annotations".into(), json!(self.annotations));
@@ -266,37 +267,30 @@ impl WhiskActivation {
         if let Some(d) = self.effective_duration() {
             m.insert("duration".into(), json!(d));
             m.insert("end".into(), json!(self.end));
+            if summary {
+                m.insert("statusCode".into(), json!(self.response.status as u8));
+            }
         }
-        m.insert("logs".into(), json!(self.logs));
         m.insert("name".into(), json!(self.name));
         m.insert("namespace".into(), json!(self.namespace));
         m.insert("publish".into(), json!(self.publish));
-        m.insert("response".into(), self.response.to_extended_json());
         m.insert("start".into(), json!(self.start));
-        m.insert("subject".into(), json!(self.subject));
         m.insert("version".into(), json!(self.version));
+        m
+    }
+
+    /// The API (extended) JSON: response with `status`/`success`, `duration` added, `end` dropped when 0.
+    pub fn to_extended_json(&self) -> Value {
+        let mut m = self.served_fields(false);
+        m.insert("logs".into(), json!(self.logs));
+        m.insert("response".into(), self.response.to_extended_json());
+        m.insert("subject".into(), json!(self.subject));
         Value::Object(m)
     }
 
     /// The list-item summary (OpenWhisk's `activations` view value, numeric `statusCode`).
     pub fn summary(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("activationId".into(), json!(self.activation_id));
-        m.insert("annotations".into(), json!(self.annotations));
-        if let Some(c) = &self.cause {
-            m.insert("cause".into(), json!(c));
-        }
-        if let Some(d) = self.effective_duration() {
-            m.insert("duration".into(), json!(d));
-            m.insert("end".into(), json!(self.end));
-            m.insert("statusCode".into(), json!(self.response.status as u8));
-        }
-        m.insert("name".into(), json!(self.name));
-        m.insert("namespace".into(), json!(self.namespace));
-        m.insert("publish".into(), json!(self.publish));
-        m.insert("start".into(), json!(self.start));
-        m.insert("version".into(), json!(self.version));
-        Value::Object(m)
+        Value::Object(self.served_fields(true))
     }
 }
 
