@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use whisk_bus::MemoryBus;
 use whisk_core::bus::MessageBus;
-use whisk_core::controller::{Controller, ControllerConfig};
+use whisk_core::controller::{Controller, ControllerConfig, NamespaceLimits};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::Invoker;
@@ -28,6 +28,8 @@ pub struct StandaloneConfig {
     pub user_memory_mb: u64,
     /// Idle containers are removed after this long.
     pub idle_timeout: Duration,
+    /// Default per-namespace throttles (OpenWhisk's 60 invokes/min, 30 concurrent, 60 fires/min).
+    pub namespace_limits: NamespaceLimits,
 }
 
 impl Default for StandaloneConfig {
@@ -36,6 +38,7 @@ impl Default for StandaloneConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3233)),
             user_memory_mb: 2048,
             idle_timeout: Duration::from_secs(600),
+            namespace_limits: NamespaceLimits::default(),
         }
     }
 }
@@ -70,7 +73,10 @@ impl Standalone {
         lb.add_invoker(0, config.user_memory_mb);
         let lb_task = lb.start().await.map_err(std::io::Error::other)?;
 
-        let controller_config = ControllerConfig::default();
+        let controller_config = ControllerConfig {
+            namespace_limits: config.namespace_limits,
+            ..ControllerConfig::default()
+        };
         let truncation = controller_config.limits.result_truncation_bytes as usize;
         let pool = ContainerPool::new(
             Arc::new(ProcessExecutor::new()?),

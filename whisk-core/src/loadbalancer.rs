@@ -36,6 +36,7 @@ struct Slot {
 }
 
 struct Pending {
+    namespace: String,
     invoker: u32,
     memory_mb: u64,
     action: String,
@@ -50,6 +51,7 @@ pub struct LoadBalancer {
     controller: u32,
     invokers: Mutex<Vec<Slot>>,
     pending: Mutex<HashMap<ActivationId, Pending>>,
+    per_namespace: Mutex<HashMap<String, u64>>,
 }
 
 impl LoadBalancer {
@@ -65,6 +67,7 @@ impl LoadBalancer {
             controller,
             invokers: Mutex::new(Vec::new()),
             pending: Mutex::new(HashMap::new()),
+            per_namespace: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,6 +117,25 @@ impl LoadBalancer {
         self.pending.lock().unwrap().len()
     }
 
+    /// Number of activations of invoking namespace `namespace` in flight.
+    pub fn in_flight_of(&self, namespace: &str) -> u64 {
+        self.per_namespace
+            .lock()
+            .unwrap()
+            .get(namespace)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count_namespace(&self, namespace: &str, delta: i64) {
+        let mut m = self.per_namespace.lock().unwrap();
+        let n = m.entry(namespace.to_string()).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            m.remove(namespace);
+        }
+    }
+
     /// Applies `f` to the view of `invoker`, if registered.
     fn with_invoker(&self, invoker: u32, f: impl FnOnce(&mut InvokerView)) {
         if let Some(s) = self
@@ -139,6 +161,12 @@ impl LoadBalancer {
         self.with_invoker(invoker, |v| {
             v.free_memory_mb = (v.free_memory_mb + memory_mb).min(v.user_memory_mb)
         });
+    }
+
+    /// Releases what a finished activation booked.
+    fn finish(&self, p: &Pending) {
+        self.release(p.invoker, p.memory_mb);
+        self.count_namespace(&p.namespace, -1);
     }
 
     /// Places and publishes `msg`. The receiver resolves when the activation completes (it
@@ -169,9 +197,12 @@ impl LoadBalancer {
         let expires = Instant::now()
             + Duration::from_millis(timeout_ms.max(60_000) * 2)
             + Duration::from_secs(60);
+        let namespace = msg.user.namespace.name.clone();
+        self.count_namespace(&namespace, 1);
         self.pending.lock().unwrap().insert(
             msg.activation_id.clone(),
             Pending {
+                namespace,
                 invoker,
                 memory_mb,
                 action,
@@ -185,8 +216,9 @@ impl LoadBalancer {
             .publish(&topics::invoker(invoker), bytes.into())
             .await
         {
-            self.pending.lock().unwrap().remove(&msg.activation_id);
-            self.release(invoker, memory_mb);
+            if let Some(p) = self.pending.lock().unwrap().remove(&msg.activation_id) {
+                self.finish(&p);
+            }
             return Err(e.into());
         }
         Ok(rx)
@@ -226,7 +258,7 @@ impl LoadBalancer {
             });
         }
         if let Some(p) = done {
-            self.release(p.invoker, p.memory_mb);
+            self.finish(&p);
             let duration = match response {
                 Some(AckResponse::Activation(a)) => a.effective_duration(),
                 _ => None,
@@ -259,7 +291,7 @@ impl LoadBalancer {
                 action = p.action,
                 "forced completion of an unanswered activation"
             );
-            self.release(p.invoker, p.memory_mb);
+            self.finish(p);
         }
         expired.len()
     }

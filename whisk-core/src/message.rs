@@ -254,6 +254,7 @@ mod tests {
                 path: "guest".into(),
                 name: "hello".into(),
                 version: Some("0.0.1".into()),
+                binding: None,
             },
             revision: Some("1-x".into()),
             user: Identity::new("guest", "guest", &AuthKey::parse(GUEST_KEY).unwrap()),

@@ -6,6 +6,7 @@
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use whisk_core::controller::NamespaceLimits;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
 
@@ -25,6 +26,15 @@ struct Args {
     /// Seconds an idle container is kept warm.
     #[arg(long, default_value_t = 600)]
     idle_timeout: u64,
+    /// Action invocations per minute per namespace (429 beyond).
+    #[arg(long, default_value_t = 60)]
+    invokes_per_minute: u64,
+    /// Activations in flight per namespace (429 beyond).
+    #[arg(long, default_value_t = 30)]
+    concurrent_invocations: u64,
+    /// Trigger fires per minute per namespace (429 beyond).
+    #[arg(long, default_value_t = 60)]
+    fires_per_minute: u64,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe.
@@ -47,6 +57,11 @@ async fn main() -> std::io::Result<()> {
         listen: SocketAddr::new(args.host, args.port),
         user_memory_mb: args.user_memory,
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        namespace_limits: NamespaceLimits {
+            invocations_per_minute: args.invokes_per_minute,
+            concurrent_invocations: args.concurrent_invocations,
+            fires_per_minute: args.fires_per_minute,
+        },
     })
     .await?;
     let url = format!("http://{}", platform.addr);

@@ -32,6 +32,7 @@ impl Platform {
             listen: "127.0.0.1:0".parse().unwrap(),
             user_memory_mb,
             idle_timeout,
+            ..Default::default()
         })
         .await
         .expect("platform starts");

@@ -1,13 +1,20 @@
 //! `/namespaces/{ns}/actions[/{pkg}]/{name}`: list, get, create/update, delete, invoke.
 
-use super::params::{flag, json_body, limit, skip, typed_body, QueryMap};
-use super::{resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER};
-use crate::controller::{InvokeError, Invoked};
+use super::params::{flag, json_body, typed_body, QueryMap};
+use super::{
+    list_entities, resolve_error, resolve_namespace, ApiError, ApiState, Auth, Tid,
+    ACTIVATION_ID_HEADER,
+};
+use crate::controller::{Invocation, InvokeError, Invoked, ResolvedAction};
 use crate::entity::action::{ActionPutError, ENTITY_TYPE};
-use crate::entity::{EntityName, Identity, StatusCode as Status, WhiskAction, WhiskActionPut};
+use crate::entity::name::DEFAULT_NAMESPACE;
+use crate::entity::package::ENTITY_TYPE as PACKAGE;
+use crate::entity::{
+    EntityName, Exec, Identity, StatusCode as Status, WhiskAction, WhiskActionPut, WhiskPackage,
+};
 use crate::loadbalancer::LoadBalancerError;
 use crate::message::now_ms;
-use crate::store::{Collection, Query as StoreQuery, StoreError};
+use crate::store::{Collection, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,54 +25,82 @@ use std::time::Duration;
 
 /// The action a request addresses.
 struct Target {
-    /// `ns` or `ns/pkg`.
-    path: String,
+    /// The namespace (resolved from `_`).
+    ns: String,
+    /// The package, if any.
+    pkg: Option<String>,
     name: String,
+    /// Whether `ns` is the caller's own.
+    own: bool,
 }
 
 impl Target {
+    /// Validates the path. Other namespaces are reachable only through a package (published
+    /// packages; checked on resolution).
     fn resolve(user: &Identity, ns: &str, pkg: Option<&str>, name: &str) -> Result<Self, ApiError> {
         let resource = match pkg {
             Some(p) => format!("{p}/{name}"),
             None => name.to_string(),
         };
-        let ns = resolve_namespace(user, ns, &resource)?;
-        let check = |s: &str| EntityName::new(s).map_err(|e| ApiError::bad_request(e.to_string()));
-        check(name)?;
-        let path = match pkg {
-            Some(p) => {
-                check(p)?;
-                format!("{ns}/{p}")
-            }
-            None => ns,
+        let own_ns = &user.namespace.name;
+        let (ns, own) = if ns == DEFAULT_NAMESPACE || ns == own_ns {
+            (own_ns.clone(), true)
+        } else if pkg.is_some() {
+            crate::entity::name::validate_namespace(ns)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            (ns.to_string(), false)
+        } else {
+            (resolve_namespace(user, ns, &resource)?, true)
         };
+        let check = |s: &str| {
+            EntityName::new(s)
+                .map(|_| ())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        };
+        check(name)?;
+        if let Some(p) = pkg {
+            check(p)?;
+        }
         Ok(Self {
-            path,
+            ns,
+            pkg: pkg.map(str::to_string),
             name: name.to_string(),
+            own,
         })
     }
 
-    fn doc_id(&self) -> String {
-        format!("{}/{}", self.path, self.name)
+    /// `ns` or `ns/pkg`.
+    fn path(&self) -> String {
+        match &self.pkg {
+            Some(p) => format!("{}/{p}", self.ns),
+            None => self.ns.clone(),
+        }
     }
 
-    fn in_package(&self) -> bool {
-        self.path.contains('/')
+    fn doc_id(&self) -> String {
+        format!("{}/{}", self.path(), self.name)
+    }
+
+    /// Refuses writes outside the caller's namespace.
+    fn writable(&self) -> Result<(), ApiError> {
+        if self.own {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(&self.doc_id()))
+        }
     }
 }
 
-/// Reads the action at `target`, with 404 for missing and 409 for another entity type.
-async fn fetch(s: &ApiState, target: &Target) -> Result<(WhiskAction, String), ApiError> {
-    let doc = s
-        .controller
-        .store()
-        .get(Collection::Whisks, &target.doc_id())
-        .await?;
-    if doc.body.get("entityType").and_then(Value::as_str) != Some(ENTITY_TYPE) {
-        return Err(ApiError::wrong_collection());
-    }
-    let action = serde_json::from_value(doc.body).map_err(ApiError::internal)?;
-    Ok((action, doc.rev))
+/// Resolves the action at `target` for `user` (through packages and bindings).
+async fn resolve(
+    s: &ApiState,
+    user: &Identity,
+    target: &Target,
+) -> Result<ResolvedAction, ApiError> {
+    s.controller
+        .resolve_action(user, &target.path(), &target.name)
+        .await
+        .map_err(resolve_error)
 }
 
 /// `GET /actions`.
@@ -76,36 +111,24 @@ pub(crate) async fn list(
     Query(q): Query<QueryMap>,
 ) -> Result<Response, ApiError> {
     let ns = resolve_namespace(&user, &ns, "")?;
-    let query = StoreQuery {
-        collection: Some(Collection::Whisks),
-        namespace: ns,
-        entity_type: Some(ENTITY_TYPE.into()),
-        limit: limit(&q, "actions")?,
-        skip: skip(&q)?,
-        ..Default::default()
-    };
-    if flag(&q, "count", false)? {
-        let n = s.controller.store().count(&query).await?;
-        return Ok(Json(json!({ "actions": n })).into_response());
-    }
-    let docs = s.controller.store().query(&query).await?;
-    let items: Vec<Value> = docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<WhiskAction>(d).ok())
-        .map(|a| a.summary())
-        .collect();
-    Ok(Json(Value::Array(items)).into_response())
+    list_entities(&s, ns, ENTITY_TYPE, "actions", &q, |v| {
+        serde_json::from_value::<WhiskAction>(v)
+            .ok()
+            .map(|a| a.summary())
+    })
+    .await
 }
 
 async fn get_impl(
     s: ApiState,
+    user: Identity,
     target: Result<Target, ApiError>,
     q: QueryMap,
 ) -> Result<Response, ApiError> {
     let target = target?;
     let with_code = flag(&q, "code", true)?;
-    let (action, _) = fetch(&s, &target).await?;
-    Ok(Json(action.to_json(with_code)).into_response())
+    let resolved = resolve(&s, &user, &target).await?;
+    Ok(Json(resolved.action.to_json(with_code)).into_response())
 }
 
 /// `GET /actions/{name}`.
@@ -116,7 +139,7 @@ pub(crate) async fn get(
     Query(q): Query<QueryMap>,
 ) -> Result<Response, ApiError> {
     let t = Target::resolve(&user, &ns, None, &name);
-    get_impl(s, t, q).await
+    get_impl(s, user, t, q).await
 }
 
 /// `GET /actions/{pkg}/{name}`.
@@ -127,7 +150,25 @@ pub(crate) async fn get_in_package(
     Query(q): Query<QueryMap>,
 ) -> Result<Response, ApiError> {
     let t = Target::resolve(&user, &ns, Some(&pkg), &name);
-    get_impl(s, t, q).await
+    get_impl(s, user, t, q).await
+}
+
+/// Checks that the package of `target` exists and is not a binding.
+async fn check_package(s: &ApiState, target: &Target) -> Result<(), ApiError> {
+    let Some(pkg) = &target.pkg else {
+        return Ok(());
+    };
+    let (package, _): (WhiskPackage, _) = s
+        .controller
+        .read_entity(&format!("{}/{pkg}", target.ns), PACKAGE)
+        .await
+        .map_err(resolve_error)?;
+    if package.binding.is_some() {
+        return Err(ApiError::bad_request(
+            "Operation not permitted on package binding.",
+        ));
+    }
+    Ok(())
 }
 
 fn put_error(e: ActionPutError) -> ApiError {
@@ -136,13 +177,15 @@ fn put_error(e: ActionPutError) -> ApiError {
 
 async fn put_impl(
     s: ApiState,
+    user: Identity,
     target: Result<Target, ApiError>,
     q: QueryMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let target = target?;
+    target.writable()?;
     let overwrite = flag(&q, "overwrite", false)?;
-    let put: WhiskActionPut = typed_body(&body)?;
+    let mut put: WhiskActionPut = typed_body(&body)?;
     let c = s.controller.config();
     let limits = &c.limits;
     if let Some(exec) = &put.exec {
@@ -162,22 +205,35 @@ async fn put_impl(
             }
         }
     }
-    if target.in_package() {
-        // Packages arrive with the programming-model slice; nothing can live in one yet.
-        return Err(ApiError::not_found());
-    }
-    let store = s.controller.store();
+    check_package(&s, &target).await?;
     let id = target.doc_id();
-    let (action, rev) = match fetch(&s, &target).await {
-        Ok((_, _)) if !overwrite => return Err(ApiError::exists()),
+    if let Some(exec) = put.exec.as_mut() {
+        if exec.kind.trim().eq_ignore_ascii_case("sequence") {
+            let components = exec.components.clone().unwrap_or_default();
+            let resolved = s
+                .controller
+                .validate_sequence(&user, &id, &components)
+                .await
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            exec.components = Some(resolved.clone());
+            put.parameters =
+                Some(crate::entity::Parameters::new().with("_actions", json!(resolved)));
+        }
+    }
+    let existing = s
+        .controller
+        .read_entity::<WhiskAction>(&id, ENTITY_TYPE)
+        .await;
+    let (action, rev) = match existing {
+        Ok(_) if !overwrite => return Err(ApiError::exists()),
         Ok((old, rev)) => (
             old.update(put, &c.manifest, limits, now_ms())
                 .map_err(put_error)?,
             Some(rev),
         ),
-        Err(e) if e.status == StatusCode::NOT_FOUND => (
+        Err(crate::controller::ResolveError::NotFound) => (
             WhiskAction::create(
-                &target.path,
+                &target.path(),
                 &target.name,
                 put,
                 &c.manifest,
@@ -187,9 +243,11 @@ async fn put_impl(
             .map_err(put_error)?,
             None,
         ),
-        Err(e) => return Err(e),
+        Err(e) => return Err(resolve_error(e)),
     };
-    match store
+    match s
+        .controller
+        .store()
         .put(
             Collection::Whisks,
             &id,
@@ -216,7 +274,7 @@ pub(crate) async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let t = Target::resolve(&user, &ns, None, &name);
-    put_impl(s, t, q, body).await
+    put_impl(s, user, t, q, body).await
 }
 
 /// `PUT /actions/{pkg}/{name}`.
@@ -228,12 +286,18 @@ pub(crate) async fn put_in_package(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let t = Target::resolve(&user, &ns, Some(&pkg), &name);
-    put_impl(s, t, q, body).await
+    put_impl(s, user, t, q, body).await
 }
 
 async fn delete_impl(s: ApiState, target: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let target = target?;
-    let (action, rev) = fetch(&s, &target).await?;
+    target.writable()?;
+    check_package(&s, &target).await?;
+    let (action, rev): (WhiskAction, _) = s
+        .controller
+        .read_entity(&target.doc_id(), ENTITY_TYPE)
+        .await
+        .map_err(resolve_error)?;
     match s
         .controller
         .store()
@@ -282,23 +346,37 @@ fn wait_param(q: &QueryMap, max_ms: u64) -> Result<Duration, ApiError> {
 
 /// The action argument: defined parameters overridden by the payload (an array payload is
 /// passed as it is). Overriding a `final` action's defined parameters is refused.
-fn arguments(action: &WhiskAction, payload: Value) -> Result<Value, ApiError> {
-    let Value::Object(payload) = payload else {
-        return Ok(payload);
-    };
-    let defaults = action.parameters.to_object();
-    if action.annotations.is_truthy("final", false)
-        && payload
-            .keys()
-            .any(|k| defaults.get(k).is_some_and(|v| !v.is_null()))
-    {
-        return Err(ApiError::bad_request(
-            "Request defines parameters that are not allowed (e.g., reserved properties).",
-        ));
+pub(crate) fn arguments(action: &WhiskAction, payload: Value) -> Result<Value, ApiError> {
+    if let Value::Object(p) = &payload {
+        let defined = |k: &String| action.parameters.get(k).is_some_and(|v| !v.is_null());
+        if action.annotations.is_truthy("final", false) && p.keys().any(defined) {
+            return Err(ApiError::bad_request(
+                "Request defines parameters that are not allowed (e.g., reserved properties).",
+            ));
+        }
     }
-    let mut args = defaults;
-    args.extend(payload);
-    Ok(Value::Object(args))
+    Ok(action.parameters.merged_with(payload))
+}
+
+/// Maps an invocation failure to OpenWhisk's status.
+pub(crate) fn invoke_error(e: InvokeError) -> ApiError {
+    match e {
+        InvokeError::LoadBalancer(LoadBalancerError::NoInvokers) => {
+            ApiError::unavailable("No invokers available")
+        }
+        InvokeError::LoadBalancer(other) => ApiError::internal(other),
+        InvokeError::Throttled(t) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.to_string()),
+    }
+}
+
+/// The HTTP status of a finished activation: 200, 502 for application and developer errors,
+/// 500 for whisk errors.
+pub(crate) fn activation_status(status: Status) -> StatusCode {
+    match status {
+        Status::Success => StatusCode::OK,
+        Status::ApplicationError | Status::DeveloperError => StatusCode::BAD_GATEWAY,
+        Status::WhiskError => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 async fn invoke_impl(
@@ -327,18 +405,30 @@ async fn invoke_impl(
             "The request body must be a JSON object or array.",
         ));
     }
-    let (action, rev) = fetch(&s, &target).await?;
-    let args = arguments(&action, payload)?;
-    let invoked = s
-        .controller
-        .invoke(&user, &action, &rev, args, blocking, wait, tid.0)
-        .await
-        .map_err(|e| match e {
-            InvokeError::LoadBalancer(LoadBalancerError::NoInvokers) => {
-                ApiError::unavailable("No invokers available")
-            }
-            InvokeError::LoadBalancer(other) => ApiError::internal(other),
-        })?;
+    let resolved = resolve(&s, &user, &target).await?;
+    if let Exec::Code { kind, .. } = &resolved.action.exec {
+        if s.controller
+            .config()
+            .manifest
+            .resolve(kind)
+            .is_ok_and(|k| k.deprecated)
+        {
+            return Err(ApiError::bad_request(
+                crate::entity::exec::ExecError::Deprecated(kind.clone()).to_string(),
+            ));
+        }
+    }
+    let args = arguments(&resolved.action, payload)?;
+    let inv = Invocation {
+        user,
+        action: resolved,
+        args,
+        blocking,
+        wait,
+        transid: tid.0,
+        cause: None,
+    };
+    let invoked = s.controller.invoke(inv).await.map_err(invoke_error)?;
     let (status, id, body) = match invoked {
         Invoked::Accepted(id) => (
             StatusCode::ACCEPTED,
@@ -346,18 +436,17 @@ async fn invoke_impl(
             json!({ "activationId": id }),
         ),
         Invoked::Completed(a) => {
-            let status = match a.response.status {
-                Status::Success => StatusCode::OK,
-                Status::ApplicationError | Status::DeveloperError => StatusCode::BAD_GATEWAY,
-                Status::WhiskError => StatusCode::INTERNAL_SERVER_ERROR,
-            };
             let result = a.response.result.clone().unwrap_or_else(|| json!({}));
             let body = if result.is_array() || result_only {
                 result
             } else {
                 a.to_extended_json()
             };
-            (status, a.activation_id.clone(), body)
+            (
+                activation_status(a.response.status),
+                a.activation_id.clone(),
+                body,
+            )
         }
     };
     let mut resp = (status, Json(body)).into_response();

@@ -212,6 +212,49 @@ impl<S: Send + Sync> FromRequestParts<S> for Tid {
     }
 }
 
+/// Maps a name-resolution failure to OpenWhisk's status and message.
+pub(crate) fn resolve_error(e: crate::controller::ResolveError) -> ApiError {
+    use crate::controller::ResolveError::*;
+    match e {
+        NotFound => ApiError::not_found(),
+        WrongCollection => ApiError::wrong_collection(),
+        Forbidden(resource) => ApiError::forbidden(&resource),
+        Store(e) => e.into(),
+    }
+}
+
+/// Lists entities of `entity_type` in `ns` with `limit`/`skip`/`count` as OpenWhisk does;
+/// `summary` turns a stored document into a list item.
+pub(crate) async fn list_entities(
+    s: &ApiState,
+    ns: String,
+    entity_type: &str,
+    collection: &str,
+    q: &params::QueryMap,
+    summary: impl Fn(serde_json::Value) -> Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let query = crate::store::Query {
+        collection: Some(crate::store::Collection::Whisks),
+        namespace: ns,
+        entity_type: Some(entity_type.into()),
+        limit: params::limit(q, collection)?,
+        skip: params::skip(q)?,
+        ..Default::default()
+    };
+    let store = s.controller.store();
+    if params::flag(q, "count", false)? {
+        let n = store.count(&query).await?;
+        return Ok(axum::Json(serde_json::json!({ collection: n })).into_response());
+    }
+    let items: Vec<serde_json::Value> = store
+        .query(&query)
+        .await?
+        .into_iter()
+        .filter_map(summary)
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(items)).into_response())
+}
+
 /// Resolves the `{ns}` path segment for `user`: `_` is the caller's namespace; other
 /// namespaces are validated and, in this slice, not accessible (403).
 pub(crate) fn resolve_namespace(

@@ -159,6 +159,11 @@ pub enum Exec {
         /// The entry function when not `main`.
         main: Option<String>,
     },
+    /// A sequence of actions, by absolute name (`/ns/[pkg/]name`), run by the controller.
+    Sequence {
+        /// The components in order.
+        components: Vec<String>,
+    },
     /// A custom image speaking the runtime protocol.
     Blackbox {
         /// The image to run.
@@ -189,6 +194,9 @@ pub struct ExecPut {
     /// Legacy field for java code.
     #[serde(default)]
     pub jar: Option<String>,
+    /// Components of a sequence.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
 }
 
 /// OpenWhisk's `isBinaryCode`: non-empty, length a multiple of 4 and base64 characters only.
@@ -208,6 +216,11 @@ impl ExecPut {
     /// Validates against `manifest`, resolving `:default` kinds.
     pub fn resolve(self, manifest: &RuntimeManifest) -> Result<Exec, ExecError> {
         let main = self.main.filter(|m| !m.is_empty());
+        if self.kind.trim().eq_ignore_ascii_case("sequence") {
+            return Ok(Exec::Sequence {
+                components: self.components.unwrap_or_default(),
+            });
+        }
         if self.kind.trim().eq_ignore_ascii_case("blackbox") {
             let image = self.image.filter(|i| !i.is_empty()).ok_or_else(|| {
                 ExecError::Malformed(
@@ -252,6 +265,7 @@ impl Exec {
     pub fn kind(&self) -> &str {
         match self {
             Exec::Code { kind, .. } => kind,
+            Exec::Sequence { .. } => "sequence",
             Exec::Blackbox { .. } => "blackbox",
         }
     }
@@ -261,6 +275,7 @@ impl Exec {
         match self {
             Exec::Code { code, .. } => Some(code),
             Exec::Blackbox { code, .. } => code.as_deref(),
+            Exec::Sequence { .. } => None,
         }
     }
 
@@ -268,6 +283,7 @@ impl Exec {
     pub fn binary(&self) -> bool {
         match self {
             Exec::Code { binary, .. } | Exec::Blackbox { binary, .. } => *binary,
+            Exec::Sequence { .. } => false,
         }
     }
 
@@ -275,6 +291,7 @@ impl Exec {
     pub fn main(&self) -> Option<&str> {
         match self {
             Exec::Code { main, .. } | Exec::Blackbox { main, .. } => main.as_deref(),
+            Exec::Sequence { .. } => None,
         }
     }
 
@@ -282,12 +299,15 @@ impl Exec {
     pub fn image(&self) -> Option<&str> {
         match self {
             Exec::Blackbox { image, .. } => Some(image),
-            Exec::Code { .. } => None,
+            _ => None,
         }
     }
 
     /// The JSON form; without the code when `with_code` is false.
     pub fn to_json(&self, with_code: bool) -> Value {
+        if let Exec::Sequence { components } = self {
+            return json!({"kind": "sequence", "components": components});
+        }
         let mut m = Map::new();
         m.insert("kind".into(), json!(self.kind()));
         if let Some(image) = self.image() {
@@ -303,6 +323,14 @@ impl Exec {
             m.insert("main".into(), json!(main));
         }
         Value::Object(m)
+    }
+
+    /// The components of a sequence.
+    pub fn components(&self) -> Option<&[String]> {
+        match self {
+            Exec::Sequence { components } => Some(components),
+            _ => None,
+        }
     }
 
     /// The size counted against `exec-size-limit`.
@@ -327,9 +355,14 @@ impl<'de> Deserialize<'de> for Exec {
             #[serde(default)]
             binary: bool,
             main: Option<String>,
+            components: Option<Vec<String>>,
         }
         let s = Stored::deserialize(d)?;
-        Ok(if s.kind == "blackbox" {
+        Ok(if s.kind == "sequence" {
+            Exec::Sequence {
+                components: s.components.unwrap_or_default(),
+            }
+        } else if s.kind == "blackbox" {
             Exec::Blackbox {
                 image: s.image.unwrap_or_default(),
                 code: s.code,

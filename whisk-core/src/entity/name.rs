@@ -110,6 +110,9 @@ pub struct FullyQualifiedEntityName {
     /// The entity version, carried in activation messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The binding (`ns/binding`) an action was reached through, in activation messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
 }
 
 impl FullyQualifiedEntityName {
@@ -119,6 +122,7 @@ impl FullyQualifiedEntityName {
             path: path.into(),
             name: name.into(),
             version: None,
+            binding: None,
         }
     }
 
@@ -130,6 +134,28 @@ impl FullyQualifiedEntityName {
     /// The absolute form `/ns/[pkg/]name` used in `__OW_ACTION_NAME` and sequence components.
     pub fn absolute(&self) -> String {
         format!("/{}/{}", self.path, self.name)
+    }
+
+    /// Parses `/ns/name`, `/ns/pkg/name`, `ns/name` or `ns/pkg/name` (leading slash optional;
+    /// `_` stands for `default_ns`); the segments must be valid entity names.
+    pub fn parse(s: &str, default_ns: &str) -> Result<Self, NameError> {
+        let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty()).collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(NameError::IllegalCharacters);
+        }
+        for p in &parts {
+            EntityName::new(p)?;
+        }
+        let ns = if parts[0] == DEFAULT_NAMESPACE {
+            default_ns
+        } else {
+            parts[0]
+        };
+        let path = match parts.len() {
+            3 => format!("{ns}/{}", parts[1]),
+            _ => ns.to_string(),
+        };
+        Ok(Self::new(path, parts[parts.len() - 1]))
     }
 
     /// The root namespace (first path segment).
@@ -180,6 +206,21 @@ mod tests {
             NameError::TooLong(257).to_string(),
             "Name segement longer than allowed: 257 > 256."
         );
+    }
+
+    #[test]
+    fn fqn_parsing() {
+        let f = FullyQualifiedEntityName::parse("/_/pkg/a", "guest").unwrap();
+        assert_eq!(f.doc_id(), "guest/pkg/a");
+        assert_eq!(
+            FullyQualifiedEntityName::parse("ns/a", "g")
+                .unwrap()
+                .doc_id(),
+            "ns/a"
+        );
+        assert!(FullyQualifiedEntityName::parse("/a", "g").is_err());
+        assert!(FullyQualifiedEntityName::parse("/a/b/c/d", "g").is_err());
+        assert!(FullyQualifiedEntityName::parse("/a/b$", "g").is_err());
     }
 
     #[test]

@@ -79,6 +79,19 @@ impl Parameters {
             .collect()
     }
 
+    /// The action argument for `payload`: these parameters overridden by the payload's
+    /// fields when it is an object; any other payload (an array) is passed as it is.
+    pub fn merged_with(&self, payload: Value) -> Value {
+        match payload {
+            Value::Object(p) => {
+                let mut args = self.to_object();
+                args.extend(p);
+                Value::Object(args)
+            }
+            other => other,
+        }
+    }
+
     /// Keys of parameters marked `init`.
     pub fn init_keys(&self) -> Vec<String> {
         self.0

@@ -250,6 +250,12 @@ impl Invoker {
             }
             None => annotations.set("kind", json!("unknown")),
         }
+        if msg.cause.is_some() {
+            annotations.set("causedBy", json!("sequence"));
+        }
+        if let Some(b) = &msg.action.binding {
+            annotations.set("binding", json!(b));
+        }
         WhiskActivation {
             namespace: msg.user.namespace.name.clone(),
             name: msg.action.name.clone(),

@@ -1,0 +1,205 @@
+//! The controller engine: authentication, name resolution, throttles and invocation of
+//! primitive actions, sequences and conductor compositions, and trigger fires — independent
+//! of HTTP.
+
+mod compose;
+mod resolve;
+mod throttle;
+mod triggers;
+
+pub use compose::{SequenceError, MAX_COMPONENTS};
+pub use resolve::{ResolveError, ResolvedAction, ResolvedPackage};
+pub use throttle::{NamespaceLimits, ThrottleError};
+pub use triggers::{FireError, FireOutcome};
+
+use crate::entity::{ActivationId, Identity, RuntimeManifest, SystemLimits, WhiskActivation};
+use crate::loadbalancer::{Completed, LoadBalancer, LoadBalancerError};
+use crate::message::{ActivationMessage, ControllerInstanceId, TransactionId};
+use crate::store::{Store, StoreError, StoreExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use throttle::Throttles;
+
+/// Controller settings.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerConfig {
+    /// The controller id (`completed{id}` topic).
+    pub id: u32,
+    /// System limits.
+    pub limits: SystemLimits,
+    /// Known runtime kinds.
+    pub manifest: RuntimeManifest,
+    /// Default per-namespace throttles.
+    pub namespace_limits: NamespaceLimits,
+}
+
+/// What an invocation produced for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invoked {
+    /// The activation finished within the wait.
+    Completed(Box<WhiskActivation>),
+    /// Accepted; the result is not available yet (202).
+    Accepted(ActivationId),
+}
+
+impl Invoked {
+    /// The activation id.
+    pub fn activation_id(&self) -> &ActivationId {
+        match self {
+            Invoked::Completed(a) => &a.activation_id,
+            Invoked::Accepted(id) => id,
+        }
+    }
+}
+
+/// Why an invocation failed before it ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// Placement failed.
+    #[error(transparent)]
+    LoadBalancer(#[from] LoadBalancerError),
+    /// A per-namespace throttle refused it (429).
+    #[error(transparent)]
+    Throttled(#[from] ThrottleError),
+}
+
+/// One invocation request.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The invoking identity.
+    pub user: Identity,
+    /// The action.
+    pub action: ResolvedAction,
+    /// The argument: parameters already merged with the payload (object), or an array.
+    pub args: Value,
+    /// Whether the caller waits.
+    pub blocking: bool,
+    /// How long the caller waits at most.
+    pub wait: Duration,
+    /// The transaction.
+    pub transid: TransactionId,
+    /// The parent activation (sequence, composition or trigger).
+    pub cause: Option<ActivationId>,
+}
+
+/// The controller: the REST API's engine, written only against the traits.
+pub struct Controller {
+    store: Arc<dyn Store>,
+    lb: Arc<LoadBalancer>,
+    config: ControllerConfig,
+    throttles: Throttles,
+}
+
+impl Controller {
+    /// A controller over `store` and `lb`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        lb: Arc<LoadBalancer>,
+        config: ControllerConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            lb,
+            config,
+            throttles: Throttles::default(),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The load balancer.
+    pub fn load_balancer(&self) -> &Arc<LoadBalancer> {
+        &self.lb
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// The identity for Basic credentials `uuid:key`, if valid.
+    pub async fn authenticate(
+        &self,
+        uuid: &str,
+        key: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.store.identity(uuid, key).await
+    }
+
+    /// The throttles in force for `user`: the namespace's own limits over the defaults.
+    pub fn limits_for(&self, user: &Identity) -> NamespaceLimits {
+        self.config.namespace_limits.overridden_by(&user.limits)
+    }
+
+    /// Invokes an action for a client: checks the invocation throttles, then runs it.
+    pub async fn invoke(self: &Arc<Self>, inv: Invocation) -> Result<Invoked, InvokeError> {
+        let limits = self.limits_for(&inv.user);
+        let ns = &inv.user.namespace.uuid;
+        self.throttles
+            .check_invoke(ns, &limits, self.lb.in_flight_of(&inv.user.namespace.name))?;
+        self.invoke_unthrottled(inv).await
+    }
+
+    /// Invokes without the per-namespace throttles (sequence components, composition steps).
+    pub async fn invoke_unthrottled(
+        self: &Arc<Self>,
+        inv: Invocation,
+    ) -> Result<Invoked, InvokeError> {
+        if inv.action.action.exec.components().is_some()
+            || inv.action.action.annotations.is_truthy("conductor", false)
+        {
+            return self.invoke_composition(inv).await;
+        }
+        self.invoke_primitive(inv).await
+    }
+
+    /// Sends a primitive action to an invoker and waits as the invocation asks.
+    async fn invoke_primitive(&self, inv: Invocation) -> Result<Invoked, InvokeError> {
+        let action = &inv.action.action;
+        let activation_id = ActivationId::generate();
+        let mut fqn = action.fqn();
+        fqn.version = Some(action.version.to_string());
+        fqn.binding = inv.action.binding.clone();
+        let msg = ActivationMessage {
+            transid: inv.transid,
+            action: fqn,
+            revision: Some(inv.action.revision.clone()),
+            user: inv.user.clone(),
+            activation_id: activation_id.clone(),
+            root_controller_index: ControllerInstanceId::new(self.config.id),
+            blocking: inv.blocking,
+            content: Some(inv.args),
+            init_args: action.parameters.init_keys(),
+            locked_args: json!({}),
+            cause: inv.cause,
+        };
+        let rx = self
+            .lb
+            .publish(
+                &msg,
+                action.limits.memory,
+                action.exec.kind(),
+                action.limits.timeout,
+            )
+            .await?;
+        if !inv.blocking {
+            return Ok(Invoked::Accepted(activation_id));
+        }
+        match tokio::time::timeout(inv.wait, rx).await {
+            Ok(Ok(Completed::Activation(a))) => Ok(Invoked::Completed(a)),
+            Ok(Ok(Completed::IdOnly)) => match self
+                .store
+                .get_activation(&inv.user.namespace.name, &activation_id)
+                .await
+            {
+                Ok(a) => Ok(Invoked::Completed(Box::new(a))),
+                Err(_) => Ok(Invoked::Accepted(activation_id)),
+            },
+            _ => Ok(Invoked::Accepted(activation_id)),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Resolving names to entities: packages, bindings, actions in packages, and who may see them.
+
+use super::Controller;
+use crate::entity::package::ENTITY_TYPE as PACKAGE;
+use crate::entity::{Identity, Parameters, WhiskAction, WhiskPackage};
+use crate::store::{Collection, StoreError};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Why a name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Nothing there (or nothing the caller may know of).
+    #[error("The requested resource does not exist.")]
+    NotFound,
+    /// A document of another entity type has that name.
+    #[error("Resource by this name exists but is not in this collection.")]
+    WrongCollection,
+    /// The caller may not use the entity (`resource` is `ns/...`).
+    #[error("The supplied authentication is not authorized to access '{0}'.")]
+    Forbidden(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An action ready to run.
+#[derive(Debug, Clone)]
+pub struct ResolvedAction {
+    /// The action where it lives (`namespace` is its real package path), with parameters
+    /// merged: package < binding < action.
+    pub action: Arc<WhiskAction>,
+    /// Its document revision.
+    pub revision: String,
+    /// `ns/binding` when reached through a binding.
+    pub binding: Option<String>,
+}
+
+/// A package as its caller sees it.
+#[derive(Debug, Clone)]
+pub struct ResolvedPackage {
+    /// The package the name refers to (a binding itself when the name is a binding).
+    pub entity: WhiskPackage,
+    /// The package whose actions it offers (the bound package for a binding).
+    pub target: WhiskPackage,
+    /// Parameters: package < binding.
+    pub parameters: Parameters,
+}
+
+impl Controller {
+    /// Reads entity `id` of `entity_type`, telling a missing document from another type.
+    pub(crate) async fn read_entity<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        entity_type: &str,
+    ) -> Result<(T, String), ResolveError> {
+        let doc = match self.store.get(Collection::Whisks, id).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound) => return Err(ResolveError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if doc.body.get("entityType").and_then(Value::as_str) != Some(entity_type) {
+            return Err(ResolveError::WrongCollection);
+        }
+        let entity = serde_json::from_value(doc.body)
+            .map_err(|e| StoreError::Other(format!("unreadable entity {id}: {e}")))?;
+        Ok((entity, doc.rev))
+    }
+
+    /// Resolves package `ns/name` for `user`: own packages and bindings, or another
+    /// namespace's published package. A binding resolves to its bound package, which must be
+    /// the caller's own or published.
+    pub async fn resolve_package(
+        &self,
+        user: &Identity,
+        ns: &str,
+        name: &str,
+    ) -> Result<ResolvedPackage, ResolveError> {
+        let own = ns == user.namespace.name;
+        let id = format!("{ns}/{name}");
+        let (entity, _): (WhiskPackage, _) = self.read_entity(&id, PACKAGE).await?;
+        if !own && (!entity.publish || entity.binding.is_some()) {
+            return Err(ResolveError::Forbidden(id));
+        }
+        let Some(b) = entity.binding.clone() else {
+            return Ok(ResolvedPackage {
+                parameters: entity.parameters.clone(),
+                target: entity.clone(),
+                entity,
+            });
+        };
+        let (target, _): (WhiskPackage, _) = match self.read_entity(&b.doc_id(), PACKAGE).await {
+            Ok(t) => t,
+            Err(ResolveError::NotFound | ResolveError::WrongCollection) => {
+                return Err(ResolveError::NotFound)
+            }
+            Err(e) => return Err(e),
+        };
+        if b.namespace != user.namespace.name && !target.publish {
+            return Err(ResolveError::Forbidden(b.doc_id()));
+        }
+        let parameters = target.parameters.merge(&entity.parameters);
+        Ok(ResolvedPackage {
+            entity,
+            target,
+            parameters,
+        })
+    }
+
+    /// Resolves action `name` under `path` (`ns` or `ns/pkg`) for `user`.
+    pub async fn resolve_action(
+        &self,
+        user: &Identity,
+        path: &str,
+        name: &str,
+    ) -> Result<ResolvedAction, ResolveError> {
+        let (ns, pkg) = match path.split_once('/') {
+            Some((ns, pkg)) => (ns, Some(pkg)),
+            None => (path, None),
+        };
+        let Some(pkg) = pkg else {
+            if ns != user.namespace.name {
+                return Err(ResolveError::Forbidden(format!("{ns}/{name}")));
+            }
+            let (action, revision): (WhiskAction, _) = self
+                .read_entity(&format!("{ns}/{name}"), crate::entity::action::ENTITY_TYPE)
+                .await?;
+            return Ok(ResolvedAction {
+                action: Arc::new(action),
+                revision,
+                binding: None,
+            });
+        };
+        let package = self.resolve_package(user, ns, pkg).await?;
+        let target = &package.target;
+        let id = format!("{}/{}/{name}", target.namespace, target.name);
+        let (mut action, revision): (WhiskAction, _) = self
+            .read_entity(&id, crate::entity::action::ENTITY_TYPE)
+            .await?;
+        action.parameters = package.parameters.merge(&action.parameters);
+        let binding = package
+            .entity
+            .binding
+            .is_some()
+            .then(|| package.entity.doc_id());
+        Ok(ResolvedAction {
+            action: Arc::new(action),
+            revision,
+            binding,
+        })
+    }
+}
