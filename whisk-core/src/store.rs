@@ -201,6 +201,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finds the identity whose key is `uuid:key` among the subjects.
     async fn identity(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError>;
+
+    /// Finds the identity owning namespace `namespace` (web actions run as their owner).
+    async fn namespace_identity(&self, namespace: &str) -> Result<Option<Identity>, StoreError>;
 }
 
 /// Typed helpers over any [`Store`].

@@ -32,6 +32,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The first identity `pick` finds among the subject documents.
+    fn find_subject(&self, pick: impl Fn(SubjectDoc) -> Option<Identity>) -> Option<Identity> {
+        let db = self.subjects.read().unwrap();
+        db.docs
+            .values()
+            .find_map(|d| serde_json::from_value::<SubjectDoc>(d.body.clone()).ok().and_then(&pick))
+    }
+
     fn db(&self, c: Collection) -> &RwLock<Db> {
         match c {
             Collection::Whisks => &self.whisks,
@@ -107,12 +115,11 @@ impl Store for MemoryStore {
     }
 
     async fn identity(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError> {
-        let db = self.subjects.read().unwrap();
-        Ok(db.docs.values().find_map(|d| {
-            serde_json::from_value::<SubjectDoc>(d.body.clone())
-                .ok()
-                .and_then(|s| s.identity_for(uuid, key))
-        }))
+        Ok(self.find_subject(|s| s.identity_for(uuid, key)))
+    }
+
+    async fn namespace_identity(&self, namespace: &str) -> Result<Option<Identity>, StoreError> {
+        Ok(self.find_subject(|s| s.namespace_identity(namespace)))
     }
 }
 

@@ -13,6 +13,7 @@ mod activations;
 mod error;
 mod meta;
 mod params;
+mod web;
 
 pub use error::ApiError;
 

@@ -138,12 +138,21 @@ impl SubjectDoc {
 
     /// The identity this subject grants for `uuid:key`, if any.
     pub fn identity_for(&self, uuid: &str, key: &str) -> Option<Identity> {
+        self.find(|n| n.uuid == uuid && n.key == key)
+    }
+
+    /// The identity of namespace `namespace`, if this subject owns it.
+    pub fn namespace_identity(&self, namespace: &str) -> Option<Identity> {
+        self.find(|n| n.name == namespace)
+    }
+
+    fn find(&self, pred: impl Fn(&SubjectNamespace) -> bool) -> Option<Identity> {
         if self.blocked {
             return None;
         }
         self.namespaces
             .iter()
-            .find(|n| n.uuid == uuid && n.key == key)
+            .find(|n| pred(n))
             .map(|n| {
                 Identity::new(
                     &self.subject,

@@ -263,6 +263,9 @@ pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
     assert_eq!(id.api_key(), key.compact());
     assert!(s.identity(&key.uuid, "wrong").await.unwrap().is_none());
     assert!(s.identity("nobody", &key.key).await.unwrap().is_none());
+    let owner = s.namespace_identity(&subject).await.unwrap().expect("namespace owner found");
+    assert_eq!(owner.api_key(), key.compact());
+    assert!(s.namespace_identity(&unique("nobody")).await.unwrap().is_none());
     // Replacing the subject's key revokes the old one.
     let new_key = AuthKey::generate();
     s.put_subject(&SubjectDoc::single(&subject, &new_key))
