@@ -75,6 +75,21 @@ impl Platform {
         }
     }
 
+    /// Adds subject and namespace `name` with a fresh key; returns `uuid:key`.
+    pub async fn add_user(&self, name: &str) -> String {
+        use whisk_core::entity::identity::{AuthKey, SubjectDoc};
+        use whisk_core::store::StoreExt;
+        let key = AuthKey::generate();
+        self.platform.store().put_subject(&SubjectDoc::single(name, &key)).await.unwrap();
+        key.compact()
+    }
+
+    /// A request as `auth` with a JSON body.
+    pub async fn call_as(&self, auth: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let b = body.map(|b| b.to_string());
+        self.send(method, path, b.as_deref(), Some(auth)).await
+    }
+
     /// An authenticated request as `guest` with a JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
         let b = body.map(|b| b.to_string());

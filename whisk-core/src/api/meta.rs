@@ -5,11 +5,13 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+/// Bytes in a megabyte.
+const MB: u64 = 1024 * 1024;
+
 /// `GET /`: controller information with limits and runtimes.
 pub(crate) async fn info(State(s): State<ApiState>) -> Json<Value> {
     let c = s.controller.config();
     let l = &c.limits;
-    const MB: u64 = 1024 * 1024;
     Json(json!({
         "description": "OpenWhisk",
         "support": {
@@ -48,4 +50,46 @@ pub(crate) async fn api_info() -> Json<Value> {
 /// `GET /api/v1/namespaces`: the caller's namespace.
 pub(crate) async fn namespaces(Auth(user): Auth) -> Json<Value> {
     Json(json!([user.namespace.name]))
+}
+
+/// The OpenAPI description of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /api/v1/api-docs`.
+pub(crate) async fn api_docs() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /namespaces/{ns}/limits`: the namespace's effective limits.
+pub(crate) async fn limits(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+) -> Result<Json<Value>, super::ApiError> {
+    super::resolve_namespace(&user, &ns, "")?;
+    let c = s.controller.config();
+    let l = &c.limits;
+    let t = s.controller.limits_for(&user);
+    let mut out = json!({
+        "invocationsPerMinute": t.invocations_per_minute,
+        "concurrentInvocations": t.concurrent_invocations,
+        "firesPerMinute": t.fires_per_minute,
+        "minActionMemory": l.memory_mb.min,
+        "maxActionMemory": l.memory_mb.max,
+        "minActionLogs": l.logs_mb.min,
+        "maxActionLogs": l.logs_mb.max,
+        "minActionTimeout": l.timeout_ms.min,
+        "maxActionTimeout": l.timeout_ms.max,
+        "minActionConcurrency": l.concurrency.min,
+        "maxActionConcurrency": l.concurrency.max,
+        "maxParameterSize": format!("{} B", l.max_parameter_bytes),
+        "maxActionInstances": t.concurrent_invocations,
+    });
+    if let (Some(o), Some(own)) = (out.as_object_mut(), user.limits.as_object()) {
+        for (k, v) in own {
+            o.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    Ok(Json(out))
 }

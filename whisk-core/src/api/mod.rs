@@ -10,9 +10,13 @@
 
 mod actions;
 mod activations;
+mod entities;
 mod error;
 mod meta;
+mod packages;
 mod params;
+mod rules;
+mod triggers;
 mod web;
 
 pub use error::ApiError;
@@ -49,15 +53,15 @@ pub fn router(controller: Arc<Controller>) -> Router {
     let ns = "/api/v1/namespaces/{ns}";
     let api = Router::new()
         .route("/api/v1", get(meta::api_info))
+        .route("/api/v1/api-docs", get(meta::api_docs))
         .route("/api/v1/namespaces", get(meta::namespaces))
+        .route(&format!("{ns}/limits"), get(meta::limits))
         .route(&format!("{ns}/actions"), get(actions::list))
         .route(
             &format!("{ns}/actions/{{name}}"),
-            get(actions::get)
-                .put(actions::put)
-                .delete(actions::delete)
-                .post(actions::invoke),
+            get(actions::get).put(actions::put).delete(actions::delete).post(actions::invoke),
         )
+        .route(&format!("{ns}/actions/{{pkg}}/"), get(packages::list_actions))
         .route(
             &format!("{ns}/actions/{{pkg}}/{{name}}"),
             get(actions::get_in_package)
@@ -65,16 +69,26 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .delete(actions::delete_in_package)
                 .post(actions::invoke_in_package),
         )
+        .route(&format!("{ns}/packages"), get(packages::list))
+        .route(
+            &format!("{ns}/packages/{{name}}"),
+            get(packages::get).put(packages::put).delete(packages::delete),
+        )
+        .route(&format!("{ns}/triggers"), get(triggers::list))
+        .route(
+            &format!("{ns}/triggers/{{name}}"),
+            get(triggers::get).put(triggers::put).delete(triggers::delete).post(triggers::fire),
+        )
+        .route(&format!("{ns}/rules"), get(rules::list))
+        .route(
+            &format!("{ns}/rules/{{name}}"),
+            get(rules::get).put(rules::put).delete(rules::delete).post(rules::set_status),
+        )
         .route(&format!("{ns}/activations"), get(activations::list))
         .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
-        .route(
-            &format!("{ns}/activations/{{id}}/logs"),
-            get(activations::logs),
-        )
-        .route(
-            &format!("{ns}/activations/{{id}}/result"),
-            get(activations::result),
-        );
+        .route(&format!("{ns}/activations/{{id}}/logs"), get(activations::logs))
+        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result))
+        .route("/api/v1/web/{ns}/{pkg}/{*rest}", axum::routing::any(web::handle));
     Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
