@@ -240,8 +240,11 @@ impl Controller {
             let state = result.remove("state");
             let next_params = result.remove("params");
             let Some(next) = result.remove("action") else {
-                steps.response =
-                    ActivationResponse::success(next_params.unwrap_or(Value::Object(result)));
+                let last = next_params.unwrap_or(Value::Object(result));
+                steps.response = match last.get("error") {
+                    Some(e) => ActivationResponse::error(StatusCode::ApplicationError, e.clone()),
+                    None => ActivationResponse::success(last),
+                };
                 return;
             };
             components += 1;
