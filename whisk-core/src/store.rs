@@ -173,6 +173,12 @@ pub fn activation_path_filter(doc: &Value) -> String {
     }
 }
 
+/// The id of namespace `namespace`'s limits document in the subjects database
+/// (OpenWhisk's `<namespace>/limits`), whose fields override the system throttles.
+pub fn limits_doc_id(namespace: &str) -> String {
+    format!("{namespace}/limits")
+}
+
 /// A document store with optimistic concurrency, in the shape of OpenWhisk's CouchDB use.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -244,16 +250,26 @@ pub trait StoreExt: Store {
             .map_err(|e| StoreError::Other(format!("unreadable activation {id}: {e}")))
     }
 
-    /// Creates or replaces the subject document for `doc.subject`.
-    async fn put_subject(&self, doc: &crate::entity::SubjectDoc) -> Result<String, StoreError> {
-        let body = serde_json::to_value(doc).expect("subject serialises");
-        let rev = match self.get(Collection::Subjects, &doc.subject).await {
+    /// Creates or replaces document `id` of `collection`.
+    async fn upsert(&self, collection: Collection, id: &str, body: Value) -> Result<String, StoreError> {
+        let rev = match self.get(collection, id).await {
             Ok(d) => Some(d.rev),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e),
         };
-        self.put(Collection::Subjects, &doc.subject, body, rev.as_deref())
-            .await
+        self.put(collection, id, body, rev.as_deref()).await
+    }
+
+    /// Creates or replaces the subject document for `doc.subject`.
+    async fn put_subject(&self, doc: &crate::entity::SubjectDoc) -> Result<String, StoreError> {
+        let body = serde_json::to_value(doc).expect("subject serialises");
+        self.upsert(Collection::Subjects, &doc.subject, body).await
+    }
+
+    /// Sets the limits of `namespace` (`invocationsPerMinute`, `concurrentInvocations`,
+    /// `firesPerMinute`, ...), as OpenWhisk's `<namespace>/limits` document.
+    async fn put_namespace_limits(&self, namespace: &str, limits: Value) -> Result<String, StoreError> {
+        self.upsert(Collection::Subjects, &limits_doc_id(namespace), limits).await
     }
 }
 

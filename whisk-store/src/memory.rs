@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::RwLock;
 use whisk_core::entity::{Identity, SubjectDoc};
-use whisk_core::store::{Collection, Document, Query, Store, StoreError};
+use whisk_core::store::{limits_doc_id, Collection, Document, Query, Store, StoreError};
 
 struct Stored {
     rev_n: u64,
@@ -32,12 +32,18 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The first identity `pick` finds among the subject documents.
+    /// The first identity `pick` finds among the subject documents, with its namespace's
+    /// limits document (`<namespace>/limits`) when there is one.
     fn find_subject(&self, pick: impl Fn(SubjectDoc) -> Option<Identity>) -> Option<Identity> {
         let db = self.subjects.read().unwrap();
-        db.docs
+        let mut identity = db
+            .docs
             .values()
-            .find_map(|d| serde_json::from_value::<SubjectDoc>(d.body.clone()).ok().and_then(&pick))
+            .find_map(|d| serde_json::from_value::<SubjectDoc>(d.body.clone()).ok().and_then(&pick))?;
+        if let Some(limits) = db.docs.get(&limits_doc_id(&identity.namespace.name)) {
+            identity.limits = limits.body.clone();
+        }
+        Some(identity)
     }
 
     fn db(&self, c: Collection) -> &RwLock<Db> {

@@ -266,6 +266,10 @@ pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
     let owner = s.namespace_identity(&subject).await.unwrap().expect("namespace owner found");
     assert_eq!(owner.api_key(), key.compact());
     assert!(s.namespace_identity(&unique("nobody")).await.unwrap().is_none());
+    // A namespace limits document shows in the identity.
+    s.put_namespace_limits(&subject, json!({"invocationsPerMinute": 7})).await.unwrap();
+    let limited = s.identity(&key.uuid, &key.key).await.unwrap().unwrap();
+    assert_eq!(limited.limits["invocationsPerMinute"], 7);
     // Replacing the subject's key revokes the old one.
     let new_key = AuthKey::generate();
     s.put_subject(&SubjectDoc::single(&subject, &new_key))
