@@ -1,5 +1,6 @@
 //! `/namespaces/{ns}/actions[/{pkg}]/{name}`: list, get, create/update, delete, invoke.
 
+use super::entities::{read, read_optional, remove, write};
 use super::params::{flag, json_body, typed_body, QueryMap};
 use super::{
     list_entities, resolve_error, resolve_namespace, ApiError, ApiState, Auth, Tid,
@@ -14,7 +15,6 @@ use crate::entity::{
 };
 use crate::loadbalancer::LoadBalancerError;
 use crate::message::now_ms;
-use crate::store::{Collection, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -158,11 +158,7 @@ async fn check_package(s: &ApiState, target: &Target) -> Result<(), ApiError> {
     let Some(pkg) = &target.pkg else {
         return Ok(());
     };
-    let (package, _): (WhiskPackage, _) = s
-        .controller
-        .read_entity(&format!("{}/{pkg}", target.ns), PACKAGE)
-        .await
-        .map_err(resolve_error)?;
+    let (package, _): (WhiskPackage, _) = read(s, &format!("{}/{pkg}", target.ns), PACKAGE).await?;
     if package.binding.is_some() {
         return Err(ApiError::bad_request(
             "Operation not permitted on package binding.",
@@ -220,49 +216,17 @@ async fn put_impl(
                 Some(crate::entity::Parameters::new().with("_actions", json!(resolved)));
         }
     }
-    let existing = s
-        .controller
-        .read_entity::<WhiskAction>(&id, ENTITY_TYPE)
-        .await;
+    let existing: Option<(WhiskAction, String)> = read_optional(&s, &id, ENTITY_TYPE).await?;
     let (action, rev) = match existing {
-        Ok(_) if !overwrite => return Err(ApiError::exists()),
-        Ok((old, rev)) => (
-            old.update(put, &c.manifest, limits, now_ms())
-                .map_err(put_error)?,
-            Some(rev),
-        ),
-        Err(crate::controller::ResolveError::NotFound) => (
-            WhiskAction::create(
-                &target.path(),
-                &target.name,
-                put,
-                &c.manifest,
-                limits,
-                now_ms(),
-            )
-            .map_err(put_error)?,
+        Some(_) if !overwrite => return Err(ApiError::exists()),
+        Some((old, rev)) => (old.update(put, &c.manifest, limits, now_ms()).map_err(put_error)?, Some(rev)),
+        None => (
+            WhiskAction::create(&target.path(), &target.name, put, &c.manifest, limits, now_ms()).map_err(put_error)?,
             None,
         ),
-        Err(e) => return Err(resolve_error(e)),
     };
-    match s
-        .controller
-        .store()
-        .put(
-            Collection::Whisks,
-            &id,
-            action.to_document(),
-            rev.as_deref(),
-        )
-        .await
-    {
-        Ok(_) => Ok(Json(action.to_json(true)).into_response()),
-        Err(StoreError::AlreadyExists) if !overwrite => Err(ApiError::exists()),
-        Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound) => {
-            Err(ApiError::conflict())
-        }
-        Err(e) => Err(e.into()),
-    }
+    write(&s, &id, action.to_document(), rev.as_deref()).await?;
+    Ok(Json(action.to_json(true)).into_response())
 }
 
 /// `PUT /actions/{name}`.
@@ -293,21 +257,9 @@ async fn delete_impl(s: ApiState, target: Result<Target, ApiError>) -> Result<Re
     let target = target?;
     target.writable()?;
     check_package(&s, &target).await?;
-    let (action, rev): (WhiskAction, _) = s
-        .controller
-        .read_entity(&target.doc_id(), ENTITY_TYPE)
-        .await
-        .map_err(resolve_error)?;
-    match s
-        .controller
-        .store()
-        .delete(Collection::Whisks, &target.doc_id(), &rev)
-        .await
-    {
-        Ok(()) => Ok(Json(action.to_json(true)).into_response()),
-        Err(StoreError::Conflict) => Err(ApiError::conflict()),
-        Err(e) => Err(e.into()),
-    }
+    let (action, rev): (WhiskAction, _) = read(&s, &target.doc_id(), ENTITY_TYPE).await?;
+    remove(&s, &target.doc_id(), &rev).await?;
+    Ok(Json(action.to_json(true)).into_response())
 }
 
 /// `DELETE /actions/{name}`.
