@@ -64,6 +64,27 @@ async function check(name, fn) {
     await ow.actions.create({ name: 'npmfail', action: 'function main() { return {error: "no"}; }', kind: 'nodejs:20' });
     await assert.rejects(ow.actions.invoke({ name: 'npmfail', blocking: true }), (e) => e.statusCode === 502 && e.error.response.result.error === 'no');
   });
+  await check('packages, bindings and packaged actions', async () => {
+    await ow.packages.create({ name: 'npmpkg', package: { parameters: [{ key: 'from', value: 'pkg' }] } });
+    await ow.actions.create({ name: 'npmpkg/echo', action: 'function main(p) { return p; }', kind: 'nodejs:20' });
+    await ow.packages.create({ name: 'npmbind', package: { binding: { namespace: 'guest', name: 'npmpkg' } } });
+    const r = await ow.actions.invoke({ name: 'npmbind/echo', blocking: true, result: true, params: { x: 1 } });
+    assert.deepStrictEqual(r, { from: 'pkg', x: 1 });
+    const pkg = await ow.packages.get({ name: 'npmpkg' });
+    assert.strictEqual(pkg.actions[0].name, 'echo');
+  });
+  await check('triggers and rules', async () => {
+    await ow.triggers.create({ name: 'npmtrig' });
+    await ow.rules.create({ name: 'npmrule', action: 'npmhello', trigger: 'npmtrig' });
+    const fired = await ow.triggers.invoke({ name: 'npmtrig', params: { who: 'trigger' } });
+    assert.match(fired.activationId, /^[0-9a-f]{32}$/);
+    const off = await ow.rules.disable({ name: 'npmrule' });
+    assert.strictEqual(off.status, 'inactive');
+    const rule = await ow.rules.get({ name: 'npmrule' });
+    assert.strictEqual(rule.status, 'inactive');
+    await ow.rules.delete({ name: 'npmrule' });
+    await ow.triggers.delete({ name: 'npmtrig' });
+  });
   await check('actions.delete', async () => {
     await ow.actions.delete({ name: 'npmhello' });
     await assert.rejects(ow.actions.get({ name: 'npmhello' }), (e) => e.statusCode === 404);
