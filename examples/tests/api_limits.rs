@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_error, Platform};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use whisk_core::store::StoreExt;
 
 #[tokio::test]
@@ -18,15 +18,30 @@ async fn namespace_limits_and_throttles() {
     assert_eq!(l.body["maxActionMemory"], 512);
     assert_eq!(l.body["maxActionTimeout"], 300000);
     assert_eq!(l.body["maxParameterSize"], "1048576 B");
-    assert_eq!(p.get("/api/v1/namespaces/someone/limits").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        p.get("/api/v1/namespaces/someone/limits").await.status,
+        StatusCode::FORBIDDEN
+    );
 
     p.platform
         .store()
-        .put_namespace_limits("guest", json!({"invocationsPerMinute": 2, "firesPerMinute": 1, "concurrentInvocations": 1}))
+        .put_namespace_limits(
+            "guest",
+            json!({"invocationsPerMinute": 2, "firesPerMinute": 1, "concurrentInvocations": 1}),
+        )
         .await
         .unwrap();
-    assert_eq!(p.get("/api/v1/namespaces/_/limits").await.body["invocationsPerMinute"], 2);
-    p.action("a", "nodejs:20", "function main() { return {}; }", json!({})).await;
+    assert_eq!(
+        p.get("/api/v1/namespaces/_/limits").await.body["invocationsPerMinute"],
+        2
+    );
+    p.action(
+        "a",
+        "nodejs:20",
+        "function main() { return {}; }",
+        json!({}),
+    )
+    .await;
     // Counters follow the wall-clock minute, which may roll over once during the test: within
     // six calls the third of some minute is refused.
     let mut refused = None;
@@ -38,37 +53,89 @@ async fn namespace_limits_and_throttles() {
         }
     }
     let r = refused.expect("the per-minute limit refuses a call");
-    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "Too many requests in the last minute (count: 3, allowed: 2).");
+    assert_error(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests in the last minute (count: 3, allowed: 2).",
+    );
 
-    p.call(Method::PUT, "/api/v1/namespaces/_/triggers/t", Some(json!({}))).await;
-    p.call(Method::PUT, "/api/v1/namespaces/_/rules/r", Some(json!({"trigger": "/_/t", "action": "/_/a"}))).await;
+    p.call(
+        Method::PUT,
+        "/api/v1/namespaces/_/triggers/t",
+        Some(json!({})),
+    )
+    .await;
+    p.call(
+        Method::PUT,
+        "/api/v1/namespaces/_/rules/r",
+        Some(json!({"trigger": "/_/t", "action": "/_/a"})),
+    )
+    .await;
     let mut refused = None;
     for _ in 0..4 {
-        let r = p.call(Method::POST, "/api/v1/namespaces/_/triggers/t", None).await;
+        let r = p
+            .call(Method::POST, "/api/v1/namespaces/_/triggers/t", None)
+            .await;
         if r.status != StatusCode::ACCEPTED {
             refused = Some(r);
             break;
         }
     }
     let r = refused.expect("the fires-per-minute limit refuses a fire");
-    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "Too many requests in the last minute (count: 2, allowed: 1).");
+    assert_error(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests in the last minute (count: 2, allowed: 1).",
+    );
 }
 
 #[tokio::test]
 async fn concurrent_invocations_are_throttled() {
     let p = Platform::start().await;
-    p.platform.store().put_namespace_limits("guest", json!({"concurrentInvocations": 1})).await.unwrap();
-    p.action("slow", "nodejs:20", "function main() { return new Promise(r => setTimeout(() => r({}), 1500)); }", json!({})).await;
-    let r = p.call(Method::POST, "/api/v1/namespaces/_/actions/slow", Some(json!({}))).await;
+    p.platform
+        .store()
+        .put_namespace_limits("guest", json!({"concurrentInvocations": 1}))
+        .await
+        .unwrap();
+    p.action(
+        "slow",
+        "nodejs:20",
+        "function main() { return new Promise(r => setTimeout(() => r({}), 1500)); }",
+        json!({}),
+    )
+    .await;
+    let r = p
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/slow",
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = p.call(Method::POST, "/api/v1/namespaces/_/actions/slow", Some(json!({}))).await;
-    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "Too many concurrent requests in flight (count: 1, allowed: 1).");
+    let r = p
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/slow",
+            Some(json!({})),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many concurrent requests in flight (count: 1, allowed: 1).",
+    );
 }
 
 #[tokio::test]
 async fn results_and_logs_are_truncated_at_the_limits() {
     let p = Platform::start().await;
-    p.action("big", "nodejs:20", "function main() { return {s: 'x'.repeat(1100000)}; }", json!({})).await;
+    p.action(
+        "big",
+        "nodejs:20",
+        "function main() { return {s: 'x'.repeat(1100000)}; }",
+        json!({}),
+    )
+    .await;
     let r = p.invoke("big", json!({}), "").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.body["response"]["status"], "application error");
@@ -76,14 +143,33 @@ async fn results_and_logs_are_truncated_at_the_limits() {
     assert!(msg.starts_with("The action produced a response that exceeded the allowed length: 1100008 > 1048576 bytes. The truncated response was: {\"s\":\"xxx"), "{}", &msg[..120]);
 
     let chatty = "function main() { const line = 'y'.repeat(1000); for (let i = 0; i < 1100; i++) console.log(line); return {}; }";
-    p.action("chatty", "nodejs:20", chatty, json!({"limits": {"logs": 1}})).await;
+    p.action(
+        "chatty",
+        "nodejs:20",
+        chatty,
+        json!({"limits": {"logs": 1}}),
+    )
+    .await;
     let r = p.invoke("chatty", json!({}), "").await;
     assert_eq!(r.status, StatusCode::OK);
     let logs = r.body["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 1049, "1048 whole lines fit in 1 MB, then the truncation line");
+    assert_eq!(
+        logs.len(),
+        1049,
+        "1048 whole lines fit in 1 MB, then the truncation line"
+    );
     assert!(logs.last().unwrap().as_str().unwrap().ends_with("stderr: Logs were truncated because the total bytes size exceeds the limit of 1048576 bytes."));
-    p.action("quiet", "nodejs:20", "function main() { console.log('not kept'); return {}; }", json!({"limits": {"logs": 0}})).await;
-    assert_eq!(p.invoke("quiet", json!({}), "").await.body["logs"], json!([]));
+    p.action(
+        "quiet",
+        "nodejs:20",
+        "function main() { console.log('not kept'); return {}; }",
+        json!({"limits": {"logs": 0}}),
+    )
+    .await;
+    assert_eq!(
+        p.invoke("quiet", json!({}), "").await.body["logs"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -102,11 +188,16 @@ async fn api_docs_describe_every_served_route() {
             .replace("{activationId}", "0123456789abcdef0123456789abcdef")
             .replace("{path}", "p")
             .replace(['{', '}'], "");
-        for method in ops.as_object().unwrap().keys().filter(|m| *m != "parameters") {
+        for method in ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = p.call(m.clone(), &concrete, Some(json!({}))).await;
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {concrete}");
-            let unrouted = r.body["error"] == Value::from("The requested resource could not be found.");
+            let unrouted = r.body["error"] == "The requested resource could not be found.";
             assert!(!unrouted, "{m} {concrete} is documented but not routed");
         }
     }

@@ -251,7 +251,12 @@ pub trait StoreExt: Store {
     }
 
     /// Creates or replaces document `id` of `collection`.
-    async fn upsert(&self, collection: Collection, id: &str, body: Value) -> Result<String, StoreError> {
+    async fn upsert(
+        &self,
+        collection: Collection,
+        id: &str,
+        body: Value,
+    ) -> Result<String, StoreError> {
         let rev = match self.get(collection, id).await {
             Ok(d) => Some(d.rev),
             Err(StoreError::NotFound) => None,
@@ -268,8 +273,13 @@ pub trait StoreExt: Store {
 
     /// Sets the limits of `namespace` (`invocationsPerMinute`, `concurrentInvocations`,
     /// `firesPerMinute`, ...), as OpenWhisk's `<namespace>/limits` document.
-    async fn put_namespace_limits(&self, namespace: &str, limits: Value) -> Result<String, StoreError> {
-        self.upsert(Collection::Subjects, &limits_doc_id(namespace), limits).await
+    async fn put_namespace_limits(
+        &self,
+        namespace: &str,
+        limits: Value,
+    ) -> Result<String, StoreError> {
+        self.upsert(Collection::Subjects, &limits_doc_id(namespace), limits)
+            .await
     }
 }
 

@@ -44,6 +44,24 @@ impl LogBuffer {
         self.changed.notify_waiters();
     }
 
+    /// Waits (up to `wait`) until `streams` captured streams reached end of file, then takes
+    /// every line: the output of a process that ended.
+    pub(crate) async fn take_closed(&self, streams: usize, wait: Duration) -> Vec<LogLine> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.lock().unwrap().closed >= streams {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.inner.lock().unwrap().lines.drain(..).collect()
+    }
+
     /// Takes the lines of the current activation: up to the sentinels of both streams when
     /// `until_sentinels`, otherwise (or when `wait` runs out, or the process ended) all lines.
     pub(crate) async fn take(&self, until_sentinels: bool, wait: Duration) -> Vec<LogLine> {

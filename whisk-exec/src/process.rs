@@ -134,8 +134,9 @@ impl ContainerExecutor for ProcessExecutor {
             .and_then(|p| p.trim().parse::<u16>().ok());
         let Some(port) = port else {
             let _ = child.kill().await;
+            // Only stderr is captured so far; its end of file means all of it was read.
             let stderr: Vec<String> = logs
-                .take(false, Duration::from_millis(100))
+                .take_closed(1, Duration::from_secs(2))
                 .await
                 .into_iter()
                 .map(|l| l.message)

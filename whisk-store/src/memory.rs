@@ -36,10 +36,11 @@ impl MemoryStore {
     /// limits document (`<namespace>/limits`) when there is one.
     fn find_subject(&self, pick: impl Fn(SubjectDoc) -> Option<Identity>) -> Option<Identity> {
         let db = self.subjects.read().unwrap();
-        let mut identity = db
-            .docs
-            .values()
-            .find_map(|d| serde_json::from_value::<SubjectDoc>(d.body.clone()).ok().and_then(&pick))?;
+        let mut identity = db.docs.values().find_map(|d| {
+            serde_json::from_value::<SubjectDoc>(d.body.clone())
+                .ok()
+                .and_then(&pick)
+        })?;
         if let Some(limits) = db.docs.get(&limits_doc_id(&identity.namespace.name)) {
             identity.limits = limits.body.clone();
         }

@@ -80,12 +80,22 @@ impl Platform {
         use whisk_core::entity::identity::{AuthKey, SubjectDoc};
         use whisk_core::store::StoreExt;
         let key = AuthKey::generate();
-        self.platform.store().put_subject(&SubjectDoc::single(name, &key)).await.unwrap();
+        self.platform
+            .store()
+            .put_subject(&SubjectDoc::single(name, &key))
+            .await
+            .unwrap();
         key.compact()
     }
 
     /// A request as `auth` with a JSON body.
-    pub async fn call_as(&self, auth: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+    pub async fn call_as(
+        &self,
+        auth: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let b = body.map(|b| b.to_string());
         self.send(method, path, b.as_deref(), Some(auth)).await
     }

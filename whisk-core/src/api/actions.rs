@@ -219,9 +219,21 @@ async fn put_impl(
     let existing: Option<(WhiskAction, String)> = read_optional(&s, &id, ENTITY_TYPE).await?;
     let (action, rev) = match existing {
         Some(_) if !overwrite => return Err(ApiError::exists()),
-        Some((old, rev)) => (old.update(put, &c.manifest, limits, now_ms()).map_err(put_error)?, Some(rev)),
+        Some((old, rev)) => (
+            old.update(put, &c.manifest, limits, now_ms())
+                .map_err(put_error)?,
+            Some(rev),
+        ),
         None => (
-            WhiskAction::create(&target.path(), &target.name, put, &c.manifest, limits, now_ms()).map_err(put_error)?,
+            WhiskAction::create(
+                &target.path(),
+                &target.name,
+                put,
+                &c.manifest,
+                limits,
+                now_ms(),
+            )
+            .map_err(put_error)?,
             None,
         ),
     };

@@ -5,8 +5,15 @@ use crate::store::{Collection, StoreError};
 use serde_json::Value;
 
 /// Reads entity `id` of `entity_type`: 404 when missing, 409 when another type has the id.
-pub(crate) async fn read<T: serde::de::DeserializeOwned>(s: &ApiState, id: &str, entity_type: &str) -> Result<(T, String), ApiError> {
-    s.controller.read_entity(id, entity_type).await.map_err(resolve_error)
+pub(crate) async fn read<T: serde::de::DeserializeOwned>(
+    s: &ApiState,
+    id: &str,
+    entity_type: &str,
+) -> Result<(T, String), ApiError> {
+    s.controller
+        .read_entity(id, entity_type)
+        .await
+        .map_err(resolve_error)
 }
 
 /// Reads entity `id` if it exists (another type at the id is a 409).
@@ -23,18 +30,35 @@ pub(crate) async fn read_optional<T: serde::de::DeserializeOwned>(
 }
 
 /// Writes `doc` at `id`: a create when `rev` is `None`, else an update at `rev`.
-pub(crate) async fn write(s: &ApiState, id: &str, doc: Value, rev: Option<&str>) -> Result<(), ApiError> {
-    match s.controller.store().put(Collection::Whisks, id, doc, rev).await {
+pub(crate) async fn write(
+    s: &ApiState,
+    id: &str,
+    doc: Value,
+    rev: Option<&str>,
+) -> Result<(), ApiError> {
+    match s
+        .controller
+        .store()
+        .put(Collection::Whisks, id, doc, rev)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(StoreError::AlreadyExists) if rev.is_none() => Err(ApiError::exists()),
-        Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound) => Err(ApiError::conflict()),
+        Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound) => {
+            Err(ApiError::conflict())
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Deletes `id` at `rev`.
 pub(crate) async fn remove(s: &ApiState, id: &str, rev: &str) -> Result<(), ApiError> {
-    match s.controller.store().delete(Collection::Whisks, id, rev).await {
+    match s
+        .controller
+        .store()
+        .delete(Collection::Whisks, id, rev)
+        .await
+    {
         Ok(()) => Ok(()),
         Err(StoreError::Conflict) => Err(ApiError::conflict()),
         Err(e) => Err(e.into()),
@@ -43,5 +67,7 @@ pub(crate) async fn remove(s: &ApiState, id: &str, rev: &str) -> Result<(), ApiE
 
 /// Validates an entity name from a path.
 pub(crate) fn entity_name(name: &str) -> Result<(), ApiError> {
-    crate::entity::EntityName::new(name).map(|_| ()).map_err(|e| ApiError::bad_request(e.to_string()))
+    crate::entity::EntityName::new(name)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }

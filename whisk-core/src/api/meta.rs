@@ -58,7 +58,11 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// `GET /api/v1/api-docs`.
 pub(crate) async fn api_docs() -> axum::response::Response {
     use axum::response::IntoResponse;
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// `GET /namespaces/{ns}/limits`: the namespace's effective limits.

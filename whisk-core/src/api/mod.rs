@@ -26,7 +26,7 @@ use crate::entity::name::{validate_namespace, DEFAULT_NAMESPACE};
 use crate::entity::Identity;
 use crate::message::TransactionId;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
-use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -59,9 +59,15 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route(&format!("{ns}/actions"), get(actions::list))
         .route(
             &format!("{ns}/actions/{{name}}"),
-            get(actions::get).put(actions::put).delete(actions::delete).post(actions::invoke),
+            get(actions::get)
+                .put(actions::put)
+                .delete(actions::delete)
+                .post(actions::invoke),
         )
-        .route(&format!("{ns}/actions/{{pkg}}/"), get(packages::list_actions))
+        .route(
+            &format!("{ns}/actions/{{pkg}}/"),
+            get(packages::list_actions),
+        )
         .route(
             &format!("{ns}/actions/{{pkg}}/{{name}}"),
             get(actions::get_in_package)
@@ -72,23 +78,40 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route(&format!("{ns}/packages"), get(packages::list))
         .route(
             &format!("{ns}/packages/{{name}}"),
-            get(packages::get).put(packages::put).delete(packages::delete),
+            get(packages::get)
+                .put(packages::put)
+                .delete(packages::delete),
         )
         .route(&format!("{ns}/triggers"), get(triggers::list))
         .route(
             &format!("{ns}/triggers/{{name}}"),
-            get(triggers::get).put(triggers::put).delete(triggers::delete).post(triggers::fire),
+            get(triggers::get)
+                .put(triggers::put)
+                .delete(triggers::delete)
+                .post(triggers::fire),
         )
         .route(&format!("{ns}/rules"), get(rules::list))
         .route(
             &format!("{ns}/rules/{{name}}"),
-            get(rules::get).put(rules::put).delete(rules::delete).post(rules::set_status),
+            get(rules::get)
+                .put(rules::put)
+                .delete(rules::delete)
+                .post(rules::set_status),
         )
         .route(&format!("{ns}/activations"), get(activations::list))
         .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
-        .route(&format!("{ns}/activations/{{id}}/logs"), get(activations::logs))
-        .route(&format!("{ns}/activations/{{id}}/result"), get(activations::result))
-        .route("/api/v1/web/{ns}/{pkg}/{*rest}", axum::routing::any(web::handle));
+        .route(
+            &format!("{ns}/activations/{{id}}/logs"),
+            get(activations::logs),
+        )
+        .route(
+            &format!("{ns}/activations/{{id}}/result"),
+            get(activations::result),
+        )
+        .route(
+            "/api/v1/web/{ns}/{pkg}/{*rest}",
+            axum::routing::any(web::handle),
+        );
     Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
@@ -106,15 +129,19 @@ async fn transaction(mut req: Request, next: Next) -> Response {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok()),
     );
-    let cors = req.uri().path().starts_with("/api/v1");
+    // Web actions set their own CORS headers and may answer OPTIONS themselves (`web`).
+    let path = req.uri().path();
+    let cors = path.starts_with("/api/v1") && !path.starts_with("/api/v1/web/");
     req.extensions_mut().insert(tid.clone());
-    // OPTIONS anywhere under /api/v1 is a CORS preflight: 200 without running a handler.
+    // OPTIONS under /api/v1 (but web actions) is a CORS preflight: 200 without a handler.
     let mut resp = if cors && req.method() == axum::http::Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
         next.run(req).await
     };
-    if resp.status().is_client_error() || resp.status().is_server_error() {
+    // A web action's own response is the action's to shape, whatever its status.
+    let from_action = resp.extensions().get::<web::ActionResponse>().is_some();
+    if (resp.status().is_client_error() || resp.status().is_server_error()) && !from_action {
         let is_json = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -183,33 +210,34 @@ impl FromRequestParts<ApiState> for Auth {
             );
             r
         };
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(unauthorized(
                 "The resource requires authentication, which was not supplied with the request",
             ));
-        };
-        let creds = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Basic ")
-                    .or_else(|| v.strip_prefix("basic "))
-            })
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
-            .and_then(|b| String::from_utf8(b).ok());
-        let Some((uuid, key)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
+        }
+        let Some((uuid, key)) = basic_credentials(&parts.headers) else {
             return Err(unauthorized("The supplied authentication is invalid"));
         };
-        match state.controller.authenticate(uuid, key).await {
+        match state.controller.authenticate(&uuid, &key).await {
             Ok(Some(identity)) => Ok(Auth(identity)),
             Ok(None) => Err(unauthorized("The supplied authentication is invalid")),
             Err(e) => Err(ApiError::from(e).into_response()),
         }
     }
+}
+
+/// The `(uuid, key)` of an `Authorization: Basic` header, if present and well formed.
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let creds = String::from_utf8(decoded).ok()?;
+    let (uuid, key) = creds.split_once(':')?;
+    Some((uuid.to_string(), key.to_string()))
 }
 
 /// The transaction id of the request.

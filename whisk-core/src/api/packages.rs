@@ -22,7 +22,8 @@ fn read_namespace(user: &Identity, ns: &str) -> Result<(String, bool), ApiError>
     if ns == DEFAULT_NAMESPACE || ns == user.namespace.name {
         return Ok((user.namespace.name.clone(), true));
     }
-    crate::entity::name::validate_namespace(ns).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    crate::entity::name::validate_namespace(ns)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((ns.to_string(), false))
 }
 
@@ -50,18 +51,30 @@ async fn actions_of(s: &ApiState, package: &WhiskPackage) -> Result<Vec<WhiskAct
         ..Default::default()
     };
     let docs = s.controller.store().query(&query).await?;
-    Ok(docs.into_iter().filter_map(|d| serde_json::from_value(d).ok()).collect())
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect())
 }
 
 /// `GET /packages/{name}`: the package (or binding) with its actions and feeds.
-pub(crate) async fn get(State(s): State<ApiState>, Auth(user): Auth, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let (ns, _) = read_namespace(&user, &ns)?;
     entity_name(&name)?;
-    let resolved = s.controller.resolve_package(&user, &ns, &name).await.map_err(resolve_error)?;
+    let resolved = s
+        .controller
+        .resolve_package(&user, &ns, &name)
+        .await
+        .map_err(resolve_error)?;
     let actions = actions_of(&s, &resolved.target).await?;
     let item = |a: &WhiskAction| json!({"name": a.name, "version": a.version, "annotations": a.annotations});
-    let (feeds, plain): (Vec<&WhiskAction>, Vec<&WhiskAction>) =
-        actions.iter().partition(|a| a.annotations.get("feed").is_some());
+    let (feeds, plain): (Vec<&WhiskAction>, Vec<&WhiskAction>) = actions
+        .iter()
+        .partition(|a| a.annotations.get("feed").is_some());
     let mut body = resolved.entity.to_json();
     body["parameters"] = json!(resolved.parameters);
     body["actions"] = Value::Array(plain.into_iter().map(item).collect());
@@ -77,25 +90,44 @@ pub(crate) async fn list_actions(
 ) -> Result<Response, ApiError> {
     let (ns, _) = read_namespace(&user, &ns)?;
     entity_name(&pkg)?;
-    let resolved = s.controller.resolve_package(&user, &ns, &pkg).await.map_err(resolve_error)?;
-    let items: Vec<Value> = actions_of(&s, &resolved.target).await?.iter().map(WhiskAction::summary).collect();
+    let resolved = s
+        .controller
+        .resolve_package(&user, &ns, &pkg)
+        .await
+        .map_err(resolve_error)?;
+    let items: Vec<Value> = actions_of(&s, &resolved.target)
+        .await?
+        .iter()
+        .map(WhiskAction::summary)
+        .collect();
     Ok(Json(Value::Array(items)).into_response())
 }
 
 /// Checks the package a binding points at.
 async fn check_binding(s: &ApiState, user: &Identity, b: &Binding) -> Result<(), ApiError> {
-    let target = match s.controller.read_entity::<WhiskPackage>(&b.doc_id(), ENTITY_TYPE).await {
+    let target = match s
+        .controller
+        .read_entity::<WhiskPackage>(&b.doc_id(), ENTITY_TYPE)
+        .await
+    {
         Ok((t, _)) => t,
         Err(crate::controller::ResolveError::NotFound) => {
-            return Err(ApiError::bad_request("Binding references a package that does not exist."))
+            return Err(ApiError::bad_request(
+                "Binding references a package that does not exist.",
+            ))
         }
         Err(crate::controller::ResolveError::WrongCollection) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "Cannot bind to a resource that is not a package."))
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Cannot bind to a resource that is not a package.",
+            ))
         }
         Err(e) => return Err(resolve_error(e)),
     };
     if target.binding.is_some() {
-        return Err(ApiError::bad_request("Cannot bind to another package binding."));
+        return Err(ApiError::bad_request(
+            "Cannot bind to another package binding.",
+        ));
     }
     if b.namespace != user.namespace.name && !target.publish {
         return Err(ApiError::forbidden(&b.doc_id()));
@@ -131,7 +163,10 @@ pub(crate) async fn put(
     let (package, rev) = match existing {
         Some(_) if !overwrite => return Err(ApiError::exists()),
         Some((old, _)) if old.binding.is_none() && put.binding.is_some() => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "Resource is a package and cannot be converted into a binding."))
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Resource is a package and cannot be converted into a binding.",
+            ))
         }
         Some((old, rev)) => {
             let binding = put.binding.or(old.binding.clone());
@@ -140,7 +175,11 @@ pub(crate) async fn put(
                 parameters: put.parameters.unwrap_or(old.parameters),
                 version: put.version.unwrap_or_else(|| old.version.up_patch()),
                 publish: put.publish.unwrap_or(old.publish),
-                annotations: if put.annotations.is_some() { annotations } else { old.annotations },
+                annotations: if put.annotations.is_some() {
+                    annotations
+                } else {
+                    old.annotations
+                },
                 updated: now_ms(),
                 ..old
             };
@@ -162,7 +201,9 @@ pub(crate) async fn put(
     };
     let mut package = package;
     if let Some(b) = &package.binding {
-        package.annotations.set("binding", json!({"namespace": b.namespace, "name": b.name}));
+        package
+            .annotations
+            .set("binding", json!({"namespace": b.namespace, "name": b.name}));
     }
     write(&s, &id, package.to_document(), rev.as_deref()).await?;
     Ok(Json(package.to_json()).into_response())

@@ -5,7 +5,10 @@ use super::entities::{entity_name, read, read_optional, remove, write};
 use super::params::{flag, typed_body, QueryMap};
 use super::{list_entities, resolve_namespace, ApiError, ApiState, Auth};
 use crate::entity::trigger::{RULE_TYPE, TRIGGER_TYPE};
-use crate::entity::{FullyQualifiedEntityName, Identity, ReducedRule, RuleStatus, WhiskRule, WhiskRulePut, WhiskTrigger};
+use crate::entity::{
+    FullyQualifiedEntityName, Identity, ReducedRule, RuleStatus, WhiskRule, WhiskRulePut,
+    WhiskTrigger,
+};
 use crate::message::now_ms;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -27,7 +30,9 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let ns = resolve_namespace(&user, &ns, "")?;
     list_entities(&s, ns, RULE_TYPE, "rules", &q, |v| {
-        serde_json::from_value::<WhiskRule>(v).ok().map(|r| r.to_json())
+        serde_json::from_value::<WhiskRule>(v)
+            .ok()
+            .map(|r| r.to_json())
     })
     .await
 }
@@ -46,7 +51,9 @@ async fn relink(
     change: impl Fn(&mut BTreeMap<String, ReducedRule>),
 ) -> Result<bool, ApiError> {
     for _ in 0..LINK_RETRIES {
-        let Some((mut t, rev)) = read_optional::<WhiskTrigger>(s, &trigger.doc_id(), TRIGGER_TYPE).await? else {
+        let Some((mut t, rev)) =
+            read_optional::<WhiskTrigger>(s, &trigger.doc_id(), TRIGGER_TYPE).await?
+        else {
             return Ok(false);
         };
         let mut rules = t.rules.take().unwrap_or_default();
@@ -63,13 +70,21 @@ async fn relink(
 
 /// The status of `rule` as its trigger records it (`inactive` when the trigger is gone).
 async fn status_of(s: &ApiState, rule: &WhiskRule) -> Result<RuleStatus, ApiError> {
-    let t: Option<(WhiskTrigger, String)> = read_optional(s, &rule.trigger.doc_id(), TRIGGER_TYPE).await?;
-    Ok(t.and_then(|(t, _)| t.rules.and_then(|r| r.get(&rule.doc_id()).map(|l| l.status)))
-        .unwrap_or(RuleStatus::Inactive))
+    let t: Option<(WhiskTrigger, String)> =
+        read_optional(s, &rule.trigger.doc_id(), TRIGGER_TYPE).await?;
+    Ok(t.and_then(|(t, _)| {
+        t.rules
+            .and_then(|r| r.get(&rule.doc_id()).map(|l| l.status))
+    })
+    .unwrap_or(RuleStatus::Inactive))
 }
 
 /// `GET /rules/{name}`: the rule with its status.
-pub(crate) async fn get(State(s): State<ApiState>, Auth(user): Auth, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = rule_id(&user, &ns, &name)?;
     let (rule, _): (WhiskRule, _) = read(&s, &id, RULE_TYPE).await?;
     let status = status_of(&s, &rule).await?;
@@ -106,17 +121,40 @@ pub(crate) async fn put(
     let (trigger, action) = match (parse(&put.trigger), parse(&put.action), &existing) {
         (Some(Some(t)), Some(Some(a)), _) => (t, a),
         (None, None, Some((old, _))) => (old.trigger.clone(), old.action.clone()),
-        (t, a, Some((old, _))) if t.as_ref().is_none_or(Option::is_some) && a.as_ref().is_none_or(Option::is_some) => (
-            t.flatten().unwrap_or_else(|| old.trigger.clone()),
-            a.flatten().unwrap_or_else(|| old.action.clone()),
-        ),
-        _ => return Err(ApiError::bad_request("rule requires a valid trigger and a valid action")),
+        (t, a, Some((old, _)))
+            if t.as_ref().is_none_or(Option::is_some) && a.as_ref().is_none_or(Option::is_some) =>
+        {
+            (
+                t.flatten().unwrap_or_else(|| old.trigger.clone()),
+                a.flatten().unwrap_or_else(|| old.action.clone()),
+            )
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "rule requires a valid trigger and a valid action",
+            ))
+        }
     };
-    if read_optional::<WhiskTrigger>(&s, &trigger.doc_id(), TRIGGER_TYPE).await.ok().flatten().is_none() {
-        return Err(ApiError::bad_request(format!("trigger {} does not exist", trigger.absolute())));
+    if read_optional::<WhiskTrigger>(&s, &trigger.doc_id(), TRIGGER_TYPE)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "trigger {} does not exist",
+            trigger.absolute()
+        )));
     }
-    if s.controller.resolve_action(&user, &action.path, &action.name).await.is_err() {
-        return Err(ApiError::bad_request(format!("action {} does not exist", action.absolute())));
+    if s.controller
+        .resolve_action(&user, &action.path, &action.name)
+        .await
+        .is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "action {} does not exist",
+            action.absolute()
+        )));
     }
     let (rule, rev, status) = match existing {
         Some((old, rev)) => {
@@ -154,7 +192,10 @@ pub(crate) async fn put(
         ),
     };
     write(&s, &id, rule.to_document(), rev.as_deref()).await?;
-    let link = ReducedRule { action: plain(&action), status };
+    let link = ReducedRule {
+        action: plain(&action),
+        status,
+    };
     relink(&s, &trigger, |r| {
         r.insert(id.clone(), link.clone());
     })
@@ -181,26 +222,39 @@ pub(crate) async fn set_status(
         Some("active") => RuleStatus::Active,
         Some("inactive") => RuleStatus::Inactive,
         _ => {
-            let shown = wanted.as_str().map(str::to_string).unwrap_or_else(|| wanted.to_string());
+            let shown = wanted
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| wanted.to_string());
             return Err(ApiError::bad_request(format!(
                 "'{shown}' is not a recognized rule state, must be one of ['active', 'inactive']"
             )));
         }
     };
     let (rule, _): (WhiskRule, _) = read(&s, &id, RULE_TYPE).await?;
-    let link = ReducedRule { action: plain(&rule.action), status };
+    let link = ReducedRule {
+        action: plain(&rule.action),
+        status,
+    };
     let linked = relink(&s, &rule.trigger, |r| {
         r.insert(id.clone(), link.clone());
     })
     .await?;
     if !linked {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "Only rules with existing triggers can be activated"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Only rules with existing triggers can be activated",
+        ));
     }
     Ok(Json(rule.with_status(status)).into_response())
 }
 
 /// `DELETE /rules/{name}`: unlinks and deletes; answers the rule as `inactive`.
-pub(crate) async fn delete(State(s): State<ApiState>, Auth(user): Auth, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(crate) async fn delete(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = rule_id(&user, &ns, &name)?;
     let (rule, rev): (WhiskRule, _) = read(&s, &id, RULE_TYPE).await?;
     relink(&s, &rule.trigger, |r| {

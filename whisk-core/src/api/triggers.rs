@@ -2,7 +2,9 @@
 
 use super::entities::{entity_name, read, read_optional, remove, write};
 use super::params::{flag, json_body, typed_body, QueryMap};
-use super::{list_entities, resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER};
+use super::{
+    list_entities, resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER,
+};
 use crate::controller::{FireError, FireOutcome};
 use crate::entity::trigger::TRIGGER_TYPE;
 use crate::entity::{FullyQualifiedEntityName, WhiskTrigger, WhiskTriggerPut};
@@ -23,7 +25,9 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let ns = resolve_namespace(&user, &ns, "")?;
     list_entities(&s, ns, TRIGGER_TYPE, "triggers", &q, |v| {
-        serde_json::from_value::<WhiskTrigger>(v).ok().map(|t| t.summary())
+        serde_json::from_value::<WhiskTrigger>(v)
+            .ok()
+            .map(|t| t.summary())
     })
     .await
 }
@@ -36,7 +40,11 @@ fn trigger_id(user: &crate::entity::Identity, ns: &str, name: &str) -> Result<St
 }
 
 /// `GET /triggers/{name}`.
-pub(crate) async fn get(State(s): State<ApiState>, Auth(user): Auth, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = trigger_id(&user, &ns, &name)?;
     let (t, _): (WhiskTrigger, _) = read(&s, &id, TRIGGER_TYPE).await?;
     Ok(Json(t.to_json()).into_response())
@@ -54,7 +62,9 @@ pub(crate) async fn put(
     let overwrite = flag(&q, "overwrite", false)?;
     let put: WhiskTriggerPut = typed_body(&body)?;
     if let Some(feed) = put.annotations.as_ref().and_then(|a| a.get("feed")) {
-        let valid = feed.as_str().is_some_and(|f| FullyQualifiedEntityName::parse(f, &user.namespace.name).is_ok());
+        let valid = feed
+            .as_str()
+            .is_some_and(|f| FullyQualifiedEntityName::parse(f, &user.namespace.name).is_ok());
         if !valid {
             return Err(ApiError::bad_request("Feed name is not valid"));
         }
@@ -93,7 +103,11 @@ pub(crate) async fn put(
 }
 
 /// `DELETE /triggers/{name}`.
-pub(crate) async fn delete(State(s): State<ApiState>, Auth(user): Auth, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(crate) async fn delete(
+    State(s): State<ApiState>,
+    Auth(user): Auth,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = trigger_id(&user, &ns, &name)?;
     let (t, rev): (WhiskTrigger, _) = read(&s, &id, TRIGGER_TYPE).await?;
     remove(&s, &id, &rev).await?;
@@ -104,7 +118,12 @@ pub(crate) async fn delete(State(s): State<ApiState>, Auth(user): Auth, Path((ns
 pub(crate) fn headers_object(headers: &HeaderMap) -> Map<String, Value> {
     headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_lowercase(), Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_lowercase(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
         .collect()
 }
 
@@ -120,21 +139,34 @@ pub(crate) async fn fire(
     let id = trigger_id(&user, &ns, &name)?;
     let limits = &s.controller.config().limits;
     if body.len() as u64 > limits.max_payload_bytes {
-        return Err(ApiError::too_large("Request", body.len(), limits.max_payload_bytes));
+        return Err(ApiError::too_large(
+            "Request",
+            body.len(),
+            limits.max_payload_bytes,
+        ));
     }
     let Value::Object(payload) = json_body(&body)? else {
-        return Err(ApiError::malformed("The request body must be a JSON object."));
+        return Err(ApiError::malformed(
+            "The request body must be a JSON object.",
+        ));
     };
     let (trigger, _): (WhiskTrigger, _) = read(&s, &id, TRIGGER_TYPE).await?;
-    match s.controller.fire(&user, trigger, payload, headers_object(&headers), tid.0).await {
+    match s
+        .controller
+        .fire(&user, trigger, payload, headers_object(&headers), tid.0)
+        .await
+    {
         Ok(FireOutcome::NoActiveRules) => Ok(StatusCode::NO_CONTENT.into_response()),
         Ok(FireOutcome::Fired(aid)) => {
-            let mut resp = (StatusCode::ACCEPTED, Json(json!({ "activationId": aid }))).into_response();
+            let mut resp =
+                (StatusCode::ACCEPTED, Json(json!({ "activationId": aid }))).into_response();
             if let Ok(v) = HeaderValue::from_str(aid.as_str()) {
                 resp.headers_mut().insert(ACTIVATION_ID_HEADER, v);
             }
             Ok(resp)
         }
-        Err(FireError::Throttled(t)) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.to_string())),
+        Err(FireError::Throttled(t)) => {
+            Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.to_string()))
+        }
     }
 }

@@ -150,19 +150,16 @@ impl SubjectDoc {
         if self.blocked {
             return None;
         }
-        self.namespaces
-            .iter()
-            .find(|n| pred(n))
-            .map(|n| {
-                Identity::new(
-                    &self.subject,
-                    &n.name,
-                    &AuthKey {
-                        uuid: n.uuid.clone(),
-                        key: n.key.clone(),
-                    },
-                )
-            })
+        self.namespaces.iter().find(|n| pred(n)).map(|n| {
+            Identity::new(
+                &self.subject,
+                &n.name,
+                &AuthKey {
+                    uuid: n.uuid.clone(),
+                    key: n.key.clone(),
+                },
+            )
+        })
     }
 }
 

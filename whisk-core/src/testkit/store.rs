@@ -263,11 +263,21 @@ pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
     assert_eq!(id.api_key(), key.compact());
     assert!(s.identity(&key.uuid, "wrong").await.unwrap().is_none());
     assert!(s.identity("nobody", &key.key).await.unwrap().is_none());
-    let owner = s.namespace_identity(&subject).await.unwrap().expect("namespace owner found");
+    let owner = s
+        .namespace_identity(&subject)
+        .await
+        .unwrap()
+        .expect("namespace owner found");
     assert_eq!(owner.api_key(), key.compact());
-    assert!(s.namespace_identity(&unique("nobody")).await.unwrap().is_none());
+    assert!(s
+        .namespace_identity(&unique("nobody"))
+        .await
+        .unwrap()
+        .is_none());
     // A namespace limits document shows in the identity.
-    s.put_namespace_limits(&subject, json!({"invocationsPerMinute": 7})).await.unwrap();
+    s.put_namespace_limits(&subject, json!({"invocationsPerMinute": 7}))
+        .await
+        .unwrap();
     let limited = s.identity(&key.uuid, &key.key).await.unwrap().unwrap();
     assert_eq!(limited.limits["invocationsPerMinute"], 7);
     // Replacing the subject's key revokes the old one.
