@@ -3,8 +3,7 @@
 use super::entities::{read, read_optional, remove, write};
 use super::params::{flag, json_body, typed_body, QueryMap};
 use super::{
-    list_entities, resolve_error, resolve_namespace, ApiError, ApiState, Auth, Tid,
-    ACTIVATION_ID_HEADER,
+    resolve_error, resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER,
 };
 use crate::controller::{Invocation, InvokeError, Invoked, ResolvedAction};
 use crate::entity::action::{ActionPutError, ENTITY_TYPE};
@@ -101,22 +100,6 @@ async fn resolve(
         .resolve_action(user, &target.path(), &target.name)
         .await
         .map_err(resolve_error)
-}
-
-/// `GET /actions`.
-pub(crate) async fn list(
-    State(s): State<ApiState>,
-    Auth(user): Auth,
-    Path(ns): Path<String>,
-    Query(q): Query<QueryMap>,
-) -> Result<Response, ApiError> {
-    let ns = resolve_namespace(&user, &ns, "")?;
-    list_entities(&s, ns, ENTITY_TYPE, "actions", &q, |v| {
-        serde_json::from_value::<WhiskAction>(v)
-            .ok()
-            .map(|a| a.summary())
-    })
-    .await
 }
 
 async fn get_impl(

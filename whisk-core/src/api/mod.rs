@@ -56,7 +56,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/api-docs", get(meta::api_docs))
         .route("/api/v1/namespaces", get(meta::namespaces))
         .route(&format!("{ns}/limits"), get(meta::limits))
-        .route(&format!("{ns}/actions"), get(actions::list))
+        .route(
+            &format!("{ns}/actions"),
+            get(list::<crate::entity::WhiskAction>),
+        )
         .route(
             &format!("{ns}/actions/{{name}}"),
             get(actions::get)
@@ -82,7 +85,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(packages::put)
                 .delete(packages::delete),
         )
-        .route(&format!("{ns}/triggers"), get(triggers::list))
+        .route(
+            &format!("{ns}/triggers"),
+            get(list::<crate::entity::WhiskTrigger>),
+        )
         .route(
             &format!("{ns}/triggers/{{name}}"),
             get(triggers::get)
@@ -90,7 +96,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .delete(triggers::delete)
                 .post(triggers::fire),
         )
-        .route(&format!("{ns}/rules"), get(rules::list))
+        .route(
+            &format!("{ns}/rules"),
+            get(list::<crate::entity::WhiskRule>),
+        )
         .route(
             &format!("{ns}/rules/{{name}}"),
             get(rules::get)
@@ -264,6 +273,54 @@ pub(crate) fn resolve_error(e: crate::controller::ResolveError) -> ApiError {
         Forbidden(resource) => ApiError::forbidden(&resource),
         Store(e) => e.into(),
     }
+}
+
+/// An entity type listed by `GET /namespaces/{ns}/{collection}` in the caller's namespace.
+pub(crate) trait Listed: serde::de::DeserializeOwned {
+    /// Its `entityType`.
+    const ENTITY_TYPE: &'static str;
+    /// The collection name (`actions`, ...), also the key of `count=true` answers.
+    const COLLECTION: &'static str;
+    /// The list item for a stored entity.
+    fn list_item(self) -> serde_json::Value;
+}
+
+impl Listed for crate::entity::WhiskAction {
+    const ENTITY_TYPE: &'static str = crate::entity::action::ENTITY_TYPE;
+    const COLLECTION: &'static str = "actions";
+    fn list_item(self) -> serde_json::Value {
+        self.summary()
+    }
+}
+
+impl Listed for crate::entity::WhiskTrigger {
+    const ENTITY_TYPE: &'static str = crate::entity::trigger::TRIGGER_TYPE;
+    const COLLECTION: &'static str = "triggers";
+    fn list_item(self) -> serde_json::Value {
+        self.summary()
+    }
+}
+
+impl Listed for crate::entity::WhiskRule {
+    const ENTITY_TYPE: &'static str = crate::entity::trigger::RULE_TYPE;
+    const COLLECTION: &'static str = "rules";
+    fn list_item(self) -> serde_json::Value {
+        self.to_json()
+    }
+}
+
+/// `GET /namespaces/{ns}/{actions|triggers|rules}`.
+pub(crate) async fn list<E: Listed>(
+    axum::extract::State(s): axum::extract::State<ApiState>,
+    Auth(user): Auth,
+    axum::extract::Path(ns): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<params::QueryMap>,
+) -> Result<Response, ApiError> {
+    let ns = resolve_namespace(&user, &ns, "")?;
+    list_entities(&s, ns, E::ENTITY_TYPE, E::COLLECTION, &q, |v| {
+        serde_json::from_value::<E>(v).ok().map(E::list_item)
+    })
+    .await
 }
 
 /// Lists entities of `entity_type` in `ns` with `limit`/`skip`/`count` as OpenWhisk does;

@@ -3,7 +3,7 @@
 
 use super::entities::{entity_name, read, read_optional, remove, write};
 use super::params::{flag, typed_body, QueryMap};
-use super::{list_entities, resolve_namespace, ApiError, ApiState, Auth};
+use super::{resolve_namespace, ApiError, ApiState, Auth};
 use crate::entity::trigger::{RULE_TYPE, TRIGGER_TYPE};
 use crate::entity::{
     FullyQualifiedEntityName, Identity, ReducedRule, RuleStatus, WhiskRule, WhiskRulePut,
@@ -20,22 +20,6 @@ use std::collections::BTreeMap;
 
 /// How often a trigger update is retried after a concurrent modification.
 const LINK_RETRIES: usize = 5;
-
-/// `GET /rules`.
-pub(crate) async fn list(
-    State(s): State<ApiState>,
-    Auth(user): Auth,
-    Path(ns): Path<String>,
-    Query(q): Query<QueryMap>,
-) -> Result<Response, ApiError> {
-    let ns = resolve_namespace(&user, &ns, "")?;
-    list_entities(&s, ns, RULE_TYPE, "rules", &q, |v| {
-        serde_json::from_value::<WhiskRule>(v)
-            .ok()
-            .map(|r| r.to_json())
-    })
-    .await
-}
 
 fn rule_id(user: &Identity, ns: &str, name: &str) -> Result<String, ApiError> {
     let ns = resolve_namespace(user, ns, name)?;

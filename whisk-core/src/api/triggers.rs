@@ -2,9 +2,7 @@
 
 use super::entities::{entity_name, read, read_optional, remove, write};
 use super::params::{flag, json_body, typed_body, QueryMap};
-use super::{
-    list_entities, resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER,
-};
+use super::{resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER};
 use crate::controller::{FireError, FireOutcome};
 use crate::entity::trigger::TRIGGER_TYPE;
 use crate::entity::{FullyQualifiedEntityName, WhiskTrigger, WhiskTriggerPut};
@@ -15,22 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-
-/// `GET /triggers`.
-pub(crate) async fn list(
-    State(s): State<ApiState>,
-    Auth(user): Auth,
-    Path(ns): Path<String>,
-    Query(q): Query<QueryMap>,
-) -> Result<Response, ApiError> {
-    let ns = resolve_namespace(&user, &ns, "")?;
-    list_entities(&s, ns, TRIGGER_TYPE, "triggers", &q, |v| {
-        serde_json::from_value::<WhiskTrigger>(v)
-            .ok()
-            .map(|t| t.summary())
-    })
-    .await
-}
 
 /// The document id of trigger `name` in the caller's view of `ns`.
 fn trigger_id(user: &crate::entity::Identity, ns: &str, name: &str) -> Result<String, ApiError> {
