@@ -53,6 +53,8 @@ async fn create_get_update_list_delete() {
     assert!(r.body["exec"].get("code").is_none());
     assert_eq!(r.body["exec"]["binary"], false);
 
+    // Listing orders by the `updated` millisecond: make sure the next write gets a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     p.action(
         "second",
         "python:3.11",

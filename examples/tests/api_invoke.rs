@@ -263,14 +263,14 @@ async fn timeouts_and_blocking_wait() {
         "sleepy",
         "nodejs:20",
         sleepy,
-        json!({"limits": {"timeout": 500}}),
+        json!({"limits": {"timeout": 1500}}),
     )
     .await;
     let r = p.invoke("sleepy", json!({"ms": 3000}), "").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
     assert_eq!(
         r.body["response"]["result"],
-        json!({"error": "The action exceeded its time limits of 500 milliseconds."})
+        json!({"error": "The action exceeded its time limits of 1500 milliseconds."})
     );
     let ann = r.body["annotations"].as_array().unwrap();
     assert!(ann

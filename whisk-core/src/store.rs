@@ -139,7 +139,8 @@ impl Query {
     /// that hold documents in memory).
     pub fn apply<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> Vec<Value> {
         let mut hits: Vec<&Value> = docs.filter(|d| self.matches(d)).collect();
-        hits.sort_by_key(|d| std::cmp::Reverse(self.sort_key(d)));
+        // Newest first; equal keys in descending document-id order, as a descending CouchDB view.
+        hits.sort_by_cached_key(|d| std::cmp::Reverse((self.sort_key(d), tie_break(d))));
         let it = hits.into_iter().skip(self.skip).cloned();
         if self.limit == 0 {
             it.collect()
@@ -152,6 +153,16 @@ impl Query {
     pub fn count<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> u64 {
         docs.filter(|d| self.matches(d)).count() as u64
     }
+}
+
+/// The document-id part that orders documents with equal sort keys.
+fn tie_break(doc: &Value) -> String {
+    let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
+    let id = doc
+        .get("activationId")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| field("name"));
+    format!("{}/{}", field("namespace"), id)
 }
 
 /// The path an activation is filtered by: `pkg/name` when the `path` annotation has three
