@@ -7,6 +7,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use whisk_core::store::StoreExt;
 
+/// Repeats `call` up to `attempts` times and returns the first answer that is not `ok`.
+async fn first_refusal<F, Fut>(attempts: usize, ok: StatusCode, call: F) -> common::Resp
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = common::Resp>,
+{
+    for _ in 0..attempts {
+        let r = call().await;
+        if r.status != ok {
+            return r;
+        }
+    }
+    panic!("no call of {attempts} was refused");
+}
+
 #[tokio::test]
 async fn namespace_limits_and_throttles() {
     let p = Platform::start().await;
@@ -44,15 +59,7 @@ async fn namespace_limits_and_throttles() {
     .await;
     // Counters follow the wall-clock minute, which may roll over once during the test: within
     // six calls the third of some minute is refused.
-    let mut refused = None;
-    for _ in 0..6 {
-        let r = p.invoke("a", json!({}), "").await;
-        if r.status != StatusCode::OK {
-            refused = Some(r);
-            break;
-        }
-    }
-    let r = refused.expect("the per-minute limit refuses a call");
+    let r = first_refusal(6, StatusCode::OK, || p.invoke("a", json!({}), "")).await;
     assert_error(
         &r,
         StatusCode::TOO_MANY_REQUESTS,
@@ -71,17 +78,10 @@ async fn namespace_limits_and_throttles() {
         Some(json!({"trigger": "/_/t", "action": "/_/a"})),
     )
     .await;
-    let mut refused = None;
-    for _ in 0..4 {
-        let r = p
-            .call(Method::POST, "/api/v1/namespaces/_/triggers/t", None)
-            .await;
-        if r.status != StatusCode::ACCEPTED {
-            refused = Some(r);
-            break;
-        }
-    }
-    let r = refused.expect("the fires-per-minute limit refuses a fire");
+    let r = first_refusal(4, StatusCode::ACCEPTED, || {
+        p.call(Method::POST, "/api/v1/namespaces/_/triggers/t", None)
+    })
+    .await;
     assert_error(
         &r,
         StatusCode::TOO_MANY_REQUESTS,

@@ -71,3 +71,15 @@ pub(crate) fn entity_name(name: &str) -> Result<(), ApiError> {
         .map(|_| ())
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
+
+/// The document id `ns/name` of entity `name` in the caller's namespace (`ns` is the path
+/// segment; another namespace is refused with 403), with the name validated.
+pub(crate) fn own_id(
+    user: &crate::entity::Identity,
+    ns: &str,
+    name: &str,
+) -> Result<String, ApiError> {
+    let ns = super::resolve_namespace(user, ns, name)?;
+    entity_name(name)?;
+    Ok(format!("{ns}/{name}"))
+}

@@ -1,9 +1,9 @@
 //! `/namespaces/{ns}/packages[/{name}]` and `/namespaces/{ns}/actions/{pkg}/`: packages and
 //! bindings.
 
-use super::entities::{entity_name, read, read_optional, remove, write};
+use super::entities::{entity_name, own_id, read, read_optional, remove, write};
 use super::params::{flag, typed_body, QueryMap};
-use super::{list_entities, resolve_error, resolve_namespace, ApiError, ApiState, Auth};
+use super::{list_entities, resolve_error, ApiError, ApiState, Auth};
 use crate::entity::action::ENTITY_TYPE as ACTION;
 use crate::entity::name::DEFAULT_NAMESPACE;
 use crate::entity::package::ENTITY_TYPE;
@@ -143,8 +143,7 @@ pub(crate) async fn put(
     Query(q): Query<QueryMap>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ns = resolve_namespace(&user, &ns, &name)?;
-    entity_name(&name)?;
+    let id = own_id(&user, &ns, &name)?;
     if name == "default" {
         return Err(ApiError::bad_request("Package name 'default' is reserved."));
     }
@@ -156,7 +155,6 @@ pub(crate) async fn put(
         }
         check_binding(&s, &user, b).await?;
     }
-    let id = format!("{ns}/{name}");
     let existing: Option<(WhiskPackage, String)> = read_optional(&s, &id, ENTITY_TYPE).await?;
     let mut annotations = put.annotations.clone().unwrap_or_default();
     annotations.remove("binding");
@@ -187,7 +185,7 @@ pub(crate) async fn put(
         }
         None => (
             WhiskPackage {
-                namespace: ns,
+                namespace: user.namespace.name.clone(),
                 name,
                 binding: put.binding,
                 parameters: put.parameters.unwrap_or_default(),
@@ -216,10 +214,8 @@ pub(crate) async fn delete(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<QueryMap>,
 ) -> Result<Response, ApiError> {
-    let ns = resolve_namespace(&user, &ns, &name)?;
-    entity_name(&name)?;
+    let id = own_id(&user, &ns, &name)?;
     let force = flag(&q, "force", false)?;
-    let id = format!("{ns}/{name}");
     let (package, rev): (WhiskPackage, String) = read(&s, &id, ENTITY_TYPE).await?;
     if package.binding.is_none() {
         let contents = actions_of(&s, &package).await?;

@@ -1,13 +1,12 @@
 //! `/namespaces/{ns}/rules[/{name}]`: rules CRUD and enable/disable. A rule's status lives in
 //! its trigger's `rules` map, as in OpenWhisk.
 
-use super::entities::{entity_name, read, read_optional, remove, write};
+use super::entities::{own_id, read, read_optional, remove, write};
 use super::params::{flag, typed_body, QueryMap};
-use super::{resolve_namespace, ApiError, ApiState, Auth};
+use super::{ApiError, ApiState, Auth};
 use crate::entity::trigger::{RULE_TYPE, TRIGGER_TYPE};
 use crate::entity::{
-    FullyQualifiedEntityName, Identity, ReducedRule, RuleStatus, WhiskRule, WhiskRulePut,
-    WhiskTrigger,
+    FullyQualifiedEntityName, ReducedRule, RuleStatus, WhiskRule, WhiskRulePut, WhiskTrigger,
 };
 use crate::message::now_ms;
 use axum::extract::{Path, Query, State};
@@ -20,12 +19,6 @@ use std::collections::BTreeMap;
 
 /// How often a trigger update is retried after a concurrent modification.
 const LINK_RETRIES: usize = 5;
-
-fn rule_id(user: &Identity, ns: &str, name: &str) -> Result<String, ApiError> {
-    let ns = resolve_namespace(user, ns, name)?;
-    entity_name(name)?;
-    Ok(format!("{ns}/{name}"))
-}
 
 /// Applies `change` to the `rules` map of trigger `trigger`, retrying on conflicts.
 /// Returns false when the trigger does not exist.
@@ -69,7 +62,7 @@ pub(crate) async fn get(
     Auth(user): Auth,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = rule_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let (rule, _): (WhiskRule, _) = read(&s, &id, RULE_TYPE).await?;
     let status = status_of(&s, &rule).await?;
     Ok(Json(rule.with_status(status)).into_response())
@@ -93,7 +86,7 @@ pub(crate) async fn put(
     Query(q): Query<QueryMap>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = rule_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let overwrite = flag(&q, "overwrite", false)?;
     let put: WhiskRulePut = typed_body(&body)?;
     let own = user.namespace.name.clone();
@@ -199,7 +192,7 @@ pub(crate) async fn set_status(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = rule_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let body: Value = super::params::json_body(&body)?;
     let wanted = body.get("status").cloned().unwrap_or(Value::Null);
     let status = match wanted.as_str() {
@@ -239,7 +232,7 @@ pub(crate) async fn delete(
     Auth(user): Auth,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = rule_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let (rule, rev): (WhiskRule, _) = read(&s, &id, RULE_TYPE).await?;
     relink(&s, &rule.trigger, |r| {
         r.remove(&id);

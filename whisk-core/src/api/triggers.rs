@@ -1,8 +1,8 @@
 //! `/namespaces/{ns}/triggers[/{name}]`: trigger CRUD and fire.
 
-use super::entities::{entity_name, read, read_optional, remove, write};
+use super::entities::{own_id, read, read_optional, remove, write};
 use super::params::{flag, json_body, typed_body, QueryMap};
-use super::{resolve_namespace, ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER};
+use super::{ApiError, ApiState, Auth, Tid, ACTIVATION_ID_HEADER};
 use crate::controller::{FireError, FireOutcome};
 use crate::entity::trigger::TRIGGER_TYPE;
 use crate::entity::{FullyQualifiedEntityName, WhiskTrigger, WhiskTriggerPut};
@@ -14,20 +14,13 @@ use axum::Json;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-/// The document id of trigger `name` in the caller's view of `ns`.
-fn trigger_id(user: &crate::entity::Identity, ns: &str, name: &str) -> Result<String, ApiError> {
-    let ns = resolve_namespace(user, ns, name)?;
-    entity_name(name)?;
-    Ok(format!("{ns}/{name}"))
-}
-
 /// `GET /triggers/{name}`.
 pub(crate) async fn get(
     State(s): State<ApiState>,
     Auth(user): Auth,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = trigger_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let (t, _): (WhiskTrigger, _) = read(&s, &id, TRIGGER_TYPE).await?;
     Ok(Json(t.to_json()).into_response())
 }
@@ -40,7 +33,7 @@ pub(crate) async fn put(
     Query(q): Query<QueryMap>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = trigger_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let overwrite = flag(&q, "overwrite", false)?;
     let put: WhiskTriggerPut = typed_body(&body)?;
     if let Some(feed) = put.annotations.as_ref().and_then(|a| a.get("feed")) {
@@ -90,7 +83,7 @@ pub(crate) async fn delete(
     Auth(user): Auth,
     Path((ns, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = trigger_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let (t, rev): (WhiskTrigger, _) = read(&s, &id, TRIGGER_TYPE).await?;
     remove(&s, &id, &rev).await?;
     Ok(Json(t.to_json()).into_response())
@@ -118,7 +111,7 @@ pub(crate) async fn fire(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = trigger_id(&user, &ns, &name)?;
+    let id = own_id(&user, &ns, &name)?;
     let limits = &s.controller.config().limits;
     if body.len() as u64 > limits.max_payload_bytes {
         return Err(ApiError::too_large(
