@@ -158,7 +158,7 @@ pub(crate) async fn put(
     let existing: Option<(WhiskPackage, String)> = read_optional(&s, &id, ENTITY_TYPE).await?;
     let mut annotations = put.annotations.clone().unwrap_or_default();
     annotations.remove("binding");
-    let (package, rev) = match existing {
+    let (mut package, rev) = match existing {
         Some(_) if !overwrite => return Err(ApiError::exists()),
         Some((old, _)) if old.binding.is_none() && put.binding.is_some() => {
             return Err(ApiError::new(
@@ -197,7 +197,6 @@ pub(crate) async fn put(
             None,
         ),
     };
-    let mut package = package;
     if let Some(b) = &package.binding {
         package
             .annotations
