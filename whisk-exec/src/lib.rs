@@ -20,5 +20,6 @@
 
 mod logbuf;
 mod process;
+mod runtimes;
 
 pub use process::{Launcher, ProcessExecutor};

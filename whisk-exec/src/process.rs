@@ -1,9 +1,10 @@
 //! The `process` executor: each container is a runtime launcher process on a loopback port.
 
 use crate::logbuf::LogBuffer;
+pub use crate::runtimes::Launcher;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,24 +13,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use whisk_core::executor::{Container, ContainerExecutor, ContainerSpec, ExecutorError};
 use whisk_core::logs::{LogLine, Stream};
 
-/// The bundled Node.js launcher.
-const NODEJS_LAUNCHER: &str = include_str!("../runtimes/nodejs/launcher.js");
-/// The bundled Python launcher.
-const PYTHON_LAUNCHER: &str = include_str!("../runtimes/python/launcher.py");
-
 /// How long a launcher may take to announce its port.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How to start the runtime process of one kind: `program args...`, which must listen on
-/// `127.0.0.1:$WHISK_RUNTIME_PORT` (0 = any), print `whisk-runtime-port: <port>` on stdout,
-/// speak the OpenWhisk runtime protocol, and exit when its stdin closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Launcher {
-    /// The program, e.g. `node`.
-    pub program: String,
-    /// Its arguments, e.g. the launcher script.
-    pub args: Vec<String>,
-}
 
 /// Runs containers as local processes. Memory limits are recorded, not enforced (a process
 /// has no cgroup here); use the Docker executor for isolation.
@@ -45,23 +30,7 @@ impl ProcessExecutor {
         let dir =
             std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
-        let node = write(&dir, "launcher.js", NODEJS_LAUNCHER)?;
-        let python = write(&dir, "launcher.py", PYTHON_LAUNCHER)?;
-        let mut launchers = HashMap::new();
-        launchers.insert(
-            "nodejs:20".to_string(),
-            Launcher {
-                program: "node".into(),
-                args: vec![node],
-            },
-        );
-        launchers.insert(
-            "python:3.11".to_string(),
-            Launcher {
-                program: "python3".into(),
-                args: vec!["-u".into(), python],
-            },
-        );
+        let launchers = crate::runtimes::bundled(&dir)?;
         Ok(Self { dir, launchers })
     }
 
@@ -83,12 +52,6 @@ impl Drop for ProcessExecutor {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> std::io::Result<String> {
-    let path = dir.join(name);
-    std::fs::write(&path, text)?;
-    Ok(path.to_string_lossy().into_owned())
 }
 
 #[async_trait]
