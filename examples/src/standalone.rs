@@ -10,6 +10,7 @@ use whisk_bus::MemoryBus;
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::{Controller, ControllerConfig, NamespaceLimits};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
+use whisk_core::entity::RuntimeManifest;
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::Invoker;
 use whisk_core::loadbalancer::LoadBalancer;
@@ -30,6 +31,12 @@ pub struct StandaloneConfig {
     pub idle_timeout: Duration,
     /// Default per-namespace throttles (OpenWhisk's 60 invokes/min, 30 concurrent, 60 fires/min).
     pub namespace_limits: NamespaceLimits,
+    /// The runtime manifest (kinds and their stem cells).
+    pub manifest: RuntimeManifest,
+    /// Whether to keep the manifest's prewarmed stem cells.
+    pub prewarm: bool,
+    /// Idle containers are paused after this long.
+    pub pause_grace: Duration,
 }
 
 impl Default for StandaloneConfig {
@@ -39,6 +46,9 @@ impl Default for StandaloneConfig {
             user_memory_mb: 2048,
             idle_timeout: Duration::from_secs(600),
             namespace_limits: NamespaceLimits::default(),
+            manifest: RuntimeManifest::default(),
+            prewarm: true,
+            pause_grace: Duration::from_secs(10),
         }
     }
 }
@@ -73,8 +83,14 @@ impl Standalone {
         lb.add_invoker(0, config.user_memory_mb);
         let lb_task = lb.start().await.map_err(std::io::Error::other)?;
 
+        let stem_cells = if config.prewarm {
+            config.manifest.stem_cells()
+        } else {
+            Vec::new()
+        };
         let controller_config = ControllerConfig {
             namespace_limits: config.namespace_limits,
+            manifest: config.manifest.clone(),
             ..ControllerConfig::default()
         };
         let truncation = controller_config.limits.result_truncation_bytes as usize;
@@ -85,6 +101,8 @@ impl Standalone {
                 invoker_id: 0,
                 user_memory_mb: config.user_memory_mb,
                 idle_timeout: config.idle_timeout,
+                pause_grace: config.pause_grace,
+                stem_cells,
                 api_host: format!("http://{addr}"),
                 ..PoolConfig::default()
             },
@@ -93,7 +111,14 @@ impl Standalone {
         let invoker_task = invoker.start().await.map_err(std::io::Error::other)?;
 
         let controller = Controller::new(store.clone(), lb, controller_config);
-        let app = whisk_core::api::router(controller);
+        let metrics_pool = pool.clone();
+        let app = whisk_core::api::router(controller).route(
+            "/invokers/0/pool",
+            axum::routing::get(move || {
+                let pool = metrics_pool.clone();
+                async move { axum::Json(pool.metrics()) }
+            }),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let graceful = async {

@@ -119,3 +119,117 @@ async fn idle_containers_are_removed_after_the_timeout() {
     assert_eq!(p.platform.pool().used_memory_mb(), 0);
     assert!(cold(&p.invoke("a", json!({}), "").await.body));
 }
+
+/// Polls the pool's metrics until `done` holds (or 10 s pass).
+async fn metrics_until(p: &Platform, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = p
+            .send(reqwest::Method::GET, "/invokers/0/pool", None, None)
+            .await
+            .body;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("pool never reached the expected state: {last}");
+}
+
+#[tokio::test]
+async fn prewarmed_stem_cells_serve_cold_starts_and_are_replaced() {
+    let p = Platform::start_config(common::StandaloneConfig {
+        user_memory_mb: 2048,
+        prewarm: true,
+        ..Default::default()
+    })
+    .await;
+    // The bundled manifest keeps two nodejs:20 and one python:3.11 stem cell of 256 MB.
+    let m = metrics_until(&p, |m| m["prewarmed"] == 3).await;
+    assert_eq!(m["usedMemoryMb"], 768);
+    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.action(
+        "py",
+        "python:3.11",
+        "def main(a):\n    return {'ok': True}\n",
+        json!({}),
+    )
+    .await;
+    let r = p.invoke("a", json!({}), "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(cold(&r.body), "a prewarmed container still runs /init");
+    assert_eq!(
+        p.invoke("py", json!({}), "&result=true").await.body,
+        json!({"ok": true})
+    );
+    let m = metrics_until(&p, |m| m["prewarmed"] == 3).await;
+    assert_eq!(
+        (m["prewarmStarts"].clone(), m["coldStarts"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(m["idle"], 2, "the used stem cells are now warm containers");
+    // A kind or memory without stem cells starts cold.
+    p.action("big", "nodejs:20", NOOP, json!({"limits": {"memory": 512}}))
+        .await;
+    p.invoke("big", json!({}), "").await;
+    assert_eq!(
+        metrics_until(&p, |m| m["coldStarts"] == 1).await["prewarmed"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_file_overrides_the_stem_cells() {
+    let dir = std::env::temp_dir().join(format!("whisk-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("runtimes.json");
+    std::fs::write(
+        &file,
+        r#"{"runtimes": {
+            "nodejs": [{"kind": "nodejs:20", "default": true, "image": {"name": "n"}}],
+            "python": [{"kind": "python:3.11", "default": true, "image": {"name": "p"},
+                        "stemCells": [{"count": 1, "memory": "128 MB"}]}]}}"#,
+    )
+    .unwrap();
+    let manifest = whisk_core::entity::RuntimeManifest::from_file(&file).unwrap();
+    let p = Platform::start_config(common::StandaloneConfig {
+        manifest,
+        prewarm: true,
+        ..Default::default()
+    })
+    .await;
+    let m = metrics_until(&p, |m| m["prewarmed"] == 1).await;
+    assert_eq!(m["usedMemoryMb"], 128);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn idle_containers_are_paused_and_resumed_on_use() {
+    let p = Platform::start_config(common::StandaloneConfig {
+        pause_grace: Duration::from_millis(200),
+        prewarm: false,
+        ..Default::default()
+    })
+    .await;
+    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    let first = p.invoke("a", json!({}), "").await.body;
+    let pid = first["response"]["result"]["pid"].as_u64().unwrap();
+    metrics_until(&p, |m| m["paused"] == 1).await;
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = state[state.rfind(')').unwrap() + 2..]
+        .chars()
+        .next()
+        .unwrap();
+    assert_eq!(state, 'T', "the runtime process is stopped while paused");
+    let again = p.invoke("a", json!({}), "").await.body;
+    assert_eq!(
+        again["response"]["result"]["pid"], pid,
+        "same container, resumed"
+    );
+    assert!(!cold(&again));
+    let m = metrics_until(&p, |m| m["resumes"] == 1).await;
+    assert_eq!(
+        (m["pauses"].as_u64().unwrap() >= 1, m["warmStarts"].clone()),
+        (true, json!(1))
+    );
+}

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use whisk_core::controller::NamespaceLimits;
 use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::entity::RuntimeManifest;
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
 
 /// whisk standalone: an OpenWhisk-compatible serverless platform in one process.
@@ -35,6 +36,15 @@ struct Args {
     /// Trigger fires per minute per namespace (429 beyond).
     #[arg(long, default_value_t = 60)]
     fires_per_minute: u64,
+    /// A runtime manifest in OpenWhisk's runtimes.json shape (default: the bundled one).
+    #[arg(long)]
+    runtimes_manifest: Option<std::path::PathBuf>,
+    /// Do not keep prewarmed containers (the manifest's stem cells).
+    #[arg(long)]
+    no_prewarm: bool,
+    /// Seconds before an idle container is paused.
+    #[arg(long, default_value_t = 10)]
+    pause_grace: u64,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe.
@@ -57,6 +67,12 @@ async fn main() -> std::io::Result<()> {
         listen: SocketAddr::new(args.host, args.port),
         user_memory_mb: args.user_memory,
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        manifest: match &args.runtimes_manifest {
+            Some(path) => RuntimeManifest::from_file(path)?,
+            None => RuntimeManifest::default(),
+        },
+        prewarm: !args.no_prewarm,
+        pause_grace: Duration::from_secs(args.pause_grace),
         namespace_limits: NamespaceLimits {
             invocations_per_minute: args.invokes_per_minute,
             concurrent_invocations: args.concurrent_invocations,

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use whisk_core::entity::identity::GUEST_KEY;
-use whisk_examples::standalone::{Standalone, StandaloneConfig};
+pub use whisk_examples::standalone::{Standalone, StandaloneConfig};
 
 /// A running platform plus an authenticated client.
 pub struct Platform {
@@ -28,11 +28,21 @@ impl Platform {
 
     /// A platform with `user_memory_mb` for containers and the given idle timeout.
     pub async fn start_with(user_memory_mb: u64, idle_timeout: std::time::Duration) -> Self {
-        let platform = Standalone::start(StandaloneConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        Self::start_config(StandaloneConfig {
             user_memory_mb,
             idle_timeout,
+            // Most tests want exact cold/warm behaviour; `pool.rs` tests prewarming itself.
+            prewarm: false,
             ..Default::default()
+        })
+        .await
+    }
+
+    /// A platform with `config`, listening on a free loopback port.
+    pub async fn start_config(config: StandaloneConfig) -> Self {
+        let platform = Standalone::start(StandaloneConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..config
         })
         .await
         .expect("platform starts");

@@ -57,6 +57,31 @@ pub struct RuntimeKind {
     pub stem_cells: Option<Value>,
 }
 
+/// Prewarmed containers to keep for one kind and memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StemCell {
+    /// The kind.
+    pub kind: String,
+    /// Memory of each, in MB.
+    pub memory_mb: u64,
+    /// How many to keep.
+    pub count: usize,
+}
+
+/// Parses OpenWhisk's byte-size strings such as `"256 MB"`, `"1 GB"`, `"512m"` into MB.
+pub fn parse_megabytes(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "" | "m" | "mb" => Some(n),
+        "g" | "gb" => Some(n * 1024),
+        "k" | "kb" => Some(n / 1024),
+        _ => None,
+    }
+}
+
 /// The runtime manifest: kinds by family, plus blackbox images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeManifest {
@@ -77,6 +102,41 @@ impl RuntimeManifest {
     /// Parses a manifest in `runtimes.json` shape.
     pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(s)
+    }
+
+    /// Reads a manifest file in `runtimes.json` shape.
+    pub fn from_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Self::from_json(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// The stem cells of every kind (`stemCells: [{initialCount|count, memory}]`).
+    pub fn stem_cells(&self) -> Vec<StemCell> {
+        self.kinds()
+            .flat_map(|k| {
+                let cells = k
+                    .stem_cells
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                cells.into_iter().filter_map(move |c| {
+                    let count = c
+                        .get("initialCount")
+                        .or_else(|| c.get("count"))
+                        .and_then(Value::as_u64)?;
+                    let memory_mb = c
+                        .get("memory")
+                        .and_then(Value::as_str)
+                        .and_then(parse_megabytes)?;
+                    Some(StemCell {
+                        kind: k.kind.clone(),
+                        memory_mb,
+                        count: count as usize,
+                    })
+                })
+            })
+            .collect()
     }
 
     /// All kinds, in manifest order.
@@ -389,8 +449,42 @@ mod tests {
         let m = RuntimeManifest::default();
         assert_eq!(m.resolve("nodejs:default").unwrap().kind, "nodejs:20");
         assert_eq!(m.resolve(" Python:3.11 ").unwrap().kind, "python:3.11");
+        let java = m.resolve("java:default").unwrap();
+        assert_eq!((java.kind.as_str(), java.require_main), ("java:17", true));
         let err = m.resolve("cobol:1").unwrap_err().to_string();
-        assert_eq!(err, "The specified runtime 'cobol:1' is not supported by this platform. Valid values are: 'nodejs:20', 'python:3.11'.");
+        assert_eq!(err, "The specified runtime 'cobol:1' is not supported by this platform. Valid values are: 'java:17', 'nodejs:20', 'python:3.11'.");
+    }
+
+    #[test]
+    fn stem_cells_and_sizes() {
+        assert_eq!(parse_megabytes("256 MB"), Some(256));
+        assert_eq!(parse_megabytes("1 GB"), Some(1024));
+        assert_eq!(parse_megabytes("512m"), Some(512));
+        assert_eq!(parse_megabytes("lots"), None);
+        let m = RuntimeManifest::from_json(
+            r#"{"runtimes":{"nodejs":[{"kind":"nodejs:20","default":true,"image":{"name":"n"},
+            "stemCells":[{"initialCount":2,"memory":"256 MB"},{"count":1,"memory":"128 MB"}]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.stem_cells(),
+            vec![
+                StemCell {
+                    kind: "nodejs:20".into(),
+                    memory_mb: 256,
+                    count: 2
+                },
+                StemCell {
+                    kind: "nodejs:20".into(),
+                    memory_mb: 128,
+                    count: 1
+                }
+            ]
+        );
+        assert!(
+            !RuntimeManifest::default().stem_cells().is_empty(),
+            "the bundled manifest prewarms"
+        );
     }
 
     #[test]
@@ -420,5 +514,11 @@ mod tests {
         assert_eq!(back, exec);
         let missing: ExecPut = serde_json::from_value(json!({"kind":"python:3.11"})).unwrap();
         assert!(matches!(missing.resolve(&m), Err(ExecError::Malformed(_))));
+        let no_main: ExecPut =
+            serde_json::from_value(json!({"kind":"java:default","code":"UEsDBA=="})).unwrap();
+        assert_eq!(
+            no_main.resolve(&m).unwrap_err().to_string(),
+            "'main' must be a string defined in 'exec' for 'java:17' actions"
+        );
     }
 }

@@ -90,7 +90,7 @@ impl Invoker {
             .bus
             .subscribe(&topic, &format!("invoker{}", self.instance.instance))
             .await?;
-        self.pool.start_reaper();
+        self.pool.start();
         let me = self.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -172,6 +172,7 @@ impl Invoker {
                     end: now,
                     init_time: None,
                     timed_out: false,
+                    start_kind: None,
                 };
                 self.record(&msg, None, outcome)
             }

@@ -1,0 +1,681 @@
+//! The container pool: warm reuse per namespace and action, prewarmed stem cells per kind
+//! and memory (replaced after use), cold starts within a memory budget, LRU eviction of idle
+//! containers, a wait queue when nothing fits, pause after an idle grace and resume on use,
+//! and removal of long-idle containers.
+
+mod state;
+
+use crate::entity::{ActivationResponse, WhiskAction};
+use crate::executor::{Container, ContainerExecutor, ContainerSpec};
+use crate::logs::{format_with_limit, LogLine, Stream, DEVELOPER_ERROR_LINE};
+use crate::message::now_ms;
+use crate::runtime::{env_string, init_body, ActivationContext, CallOutcome, RuntimeClient};
+use serde::Serialize;
+use serde_json::Value;
+use state::{Acquired, Phase, Slot, State, Stem, Waiter, Want, WarmKey};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub use crate::entity::exec::StemCell;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The invoker id, used in container names.
+    pub invoker_id: u32,
+    /// Memory for user containers in MB: the one capacity knob.
+    pub user_memory_mb: u64,
+    /// Idle containers older than this are removed.
+    pub idle_timeout: Duration,
+    /// Idle containers are paused (for executors that can) after this long.
+    pub pause_grace: Duration,
+    /// How long to wait for the log sentinels after a run.
+    pub log_wait: Duration,
+    /// `__OW_API_HOST` given to containers.
+    pub api_host: String,
+    /// Prewarmed containers to keep per kind and memory.
+    pub stem_cells: Vec<StemCell>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            invoker_id: 0,
+            user_memory_mb: 2048,
+            idle_timeout: Duration::from_secs(600),
+            pause_grace: Duration::from_secs(10),
+            log_wait: Duration::from_secs(2),
+            api_host: "http://127.0.0.1:3233".into(),
+            stem_cells: Vec::new(),
+        }
+    }
+}
+
+/// One activation for the pool to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The action.
+    pub action: Arc<WhiskAction>,
+    /// Its document revision (part of the warm key).
+    pub revision: String,
+    /// The invoking namespace.
+    pub namespace: String,
+    /// Per-activation values (deadline is recomputed for init and run).
+    pub context: ActivationContext,
+    /// The action argument.
+    pub args: Value,
+    /// Parameters passed to `/init` as environment.
+    pub init_env: serde_json::Map<String, Value>,
+}
+
+/// How a run got its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartKind {
+    /// A warm container of the same action.
+    Warm,
+    /// A prewarmed stem cell of the same kind.
+    Prewarm,
+    /// A new container.
+    Cold,
+}
+
+/// What running a job produced.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    /// The response.
+    pub response: ActivationResponse,
+    /// Formatted log lines.
+    pub logs: Vec<String>,
+    /// Start (epoch ms): when init (cold) or run began.
+    pub start: u64,
+    /// End (epoch ms).
+    pub end: u64,
+    /// Init duration for cold and prewarm starts.
+    pub init_time: Option<u64>,
+    /// Whether init or run hit the timeout.
+    pub timed_out: bool,
+    /// How the container was obtained (`None` when none was).
+    pub start_kind: Option<StartKind>,
+}
+
+/// Counters of a pool's life.
+#[derive(Debug, Default)]
+struct Counters {
+    cold: AtomicU64,
+    warm: AtomicU64,
+    prewarm: AtomicU64,
+    idle_removals: AtomicU64,
+    pauses: AtomicU64,
+    resumes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A snapshot of the pool: containers by state and the counters of its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolMetrics {
+    /// Prewarmed stem cells.
+    pub prewarmed: usize,
+    /// Warm containers running at least one activation.
+    pub busy: usize,
+    /// Warm containers ready and idle.
+    pub idle: usize,
+    /// Warm containers paused.
+    pub paused: usize,
+    /// Runs waiting for memory.
+    pub waiting: usize,
+    /// Memory booked, MB.
+    pub used_memory_mb: u64,
+    /// The budget, MB.
+    pub user_memory_mb: u64,
+    /// Runs that started a new container.
+    pub cold_starts: u64,
+    /// Runs on a warm container.
+    pub warm_starts: u64,
+    /// Runs on a prewarmed container.
+    pub prewarm_starts: u64,
+    /// Idle containers evicted for memory.
+    pub evictions: u64,
+    /// Idle containers removed after the idle timeout.
+    pub idle_removals: u64,
+    /// Pauses and resumes.
+    pub pauses: u64,
+    /// Resumes.
+    pub resumes: u64,
+    /// Containers destroyed after a failed init or run.
+    pub failures: u64,
+}
+
+/// A pool of containers from one executor.
+pub struct ContainerPool {
+    executor: Arc<dyn ContainerExecutor>,
+    client: RuntimeClient,
+    config: PoolConfig,
+    state: Mutex<State>,
+    counter: AtomicU64,
+    counters: Counters,
+}
+
+impl ContainerPool {
+    /// A pool over `executor`.
+    pub fn new(
+        executor: Arc<dyn ContainerExecutor>,
+        client: RuntimeClient,
+        config: PoolConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            executor,
+            client,
+            config,
+            state: Mutex::new(State::default()),
+            counter: AtomicU64::new(0),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Memory booked by live containers and stem cells, in MB.
+    pub fn used_memory_mb(&self) -> u64 {
+        self.state.lock().unwrap().used_mb
+    }
+
+    /// Number of idle (warm, not running) containers.
+    pub fn idle_count(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .slots
+            .iter()
+            .filter(|s| s.active == 0)
+            .count()
+    }
+
+    /// Number of live containers (warm, busy or prewarmed).
+    pub fn live_count(&self) -> usize {
+        self.state.lock().unwrap().live.len()
+    }
+
+    /// Containers by state and the pool's counters.
+    pub fn metrics(&self) -> PoolMetrics {
+        let st = self.state.lock().unwrap();
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let idle = |p: Phase| {
+            st.slots
+                .iter()
+                .filter(|s| s.active == 0 && s.phase == p)
+                .count()
+        };
+        PoolMetrics {
+            prewarmed: st.stems.len(),
+            busy: st.slots.iter().filter(|s| s.active > 0).count(),
+            idle: idle(Phase::Ready) + idle(Phase::Pausing),
+            paused: idle(Phase::Paused),
+            waiting: st.waiters.len(),
+            used_memory_mb: st.used_mb,
+            user_memory_mb: self.config.user_memory_mb,
+            cold_starts: get(&c.cold),
+            warm_starts: get(&c.warm),
+            prewarm_starts: get(&c.prewarm),
+            evictions: st.evictions,
+            idle_removals: get(&c.idle_removals),
+            pauses: get(&c.pauses),
+            resumes: get(&c.resumes),
+            failures: get(&c.failures),
+        }
+    }
+
+    /// Starts the configured stem cells and the task that pauses and removes idle containers.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        for cell in &self.config.stem_cells {
+            for _ in 0..cell.count {
+                self.spawn_stem(cell.kind.clone(), cell.memory_mb);
+            }
+        }
+        let weak = Arc::downgrade(self);
+        let shortest = self.config.idle_timeout.min(self.config.pause_grace);
+        let period = (shortest / 4).clamp(Duration::from_millis(20), Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.remove_expired();
+                pool.pause_idle().await;
+            }
+        })
+    }
+
+    /// Starts one prewarmed container of `kind` with `memory_mb`, if memory allows.
+    fn spawn_stem(self: &Arc<Self>, kind: String, memory_mb: u64) {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.closed || st.used_mb + memory_mb > self.config.user_memory_mb {
+                return;
+            }
+            st.used_mb += memory_mb;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let spec = me.spec(&kind, None, memory_mb, &format!("prewarm_{}", clean(&kind)));
+            match me.executor.create(&spec).await {
+                Ok(container) => {
+                    let mut victims = Vec::new();
+                    {
+                        let mut st = me.state.lock().unwrap();
+                        if st.closed {
+                            victims.push(container);
+                        } else {
+                            st.live
+                                .insert(container.id().to_string(), container.clone());
+                            st.stems.push(Stem {
+                                kind,
+                                memory_mb,
+                                container,
+                            });
+                            st.dispatch(me.config.user_memory_mb, &mut victims);
+                        }
+                    }
+                    destroy_all(victims);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind, "prewarm start failed");
+                    me.give_back(None, memory_mb);
+                }
+            }
+        });
+    }
+
+    fn remove_expired(&self) {
+        let timeout = self.config.idle_timeout;
+        let mut victims = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            let expired: Vec<usize> = (0..st.slots.len())
+                .rev()
+                .filter(|&i| st.slots[i].active == 0 && st.slots[i].last_used.elapsed() >= timeout)
+                .collect();
+            for i in expired {
+                let slot = st.slots.swap_remove(i);
+                st.used_mb -= slot.memory_mb;
+                st.live.remove(slot.container.id());
+                victims.push(slot.container);
+                self.counters.idle_removals.fetch_add(1, Ordering::Relaxed);
+            }
+            if !victims.is_empty() {
+                st.dispatch(self.config.user_memory_mb, &mut victims);
+            }
+        }
+        destroy_all(victims);
+    }
+
+    /// Pauses containers idle longer than the pause grace.
+    async fn pause_idle(&self) {
+        let grace = self.config.pause_grace;
+        let due: Vec<Arc<dyn Container>> = {
+            let mut st = self.state.lock().unwrap();
+            st.slots
+                .iter_mut()
+                .filter(|s| {
+                    s.active == 0 && s.phase == Phase::Ready && s.last_used.elapsed() >= grace
+                })
+                .map(|s| {
+                    s.phase = Phase::Pausing;
+                    s.container.clone()
+                })
+                .collect()
+        };
+        for c in due {
+            let ok = c.pause().await.is_ok();
+            let mut victims = Vec::new();
+            {
+                let mut st = self.state.lock().unwrap();
+                let memory = st.slot_mut(&c).map(|s| s.memory_mb);
+                match (ok, memory) {
+                    (true, Some(_)) => {
+                        if let Some(s) = st.slot_mut(&c) {
+                            s.phase = Phase::Paused;
+                        }
+                        self.counters.pauses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (false, Some(m)) => {
+                        st.forget(&c, m);
+                        victims.push(c.clone());
+                    }
+                    _ => {}
+                }
+                st.dispatch(self.config.user_memory_mb, &mut victims);
+            }
+            destroy_all(victims);
+        }
+    }
+
+    /// Destroys every container and refuses further work.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<dyn Container>> = {
+            let mut st = self.state.lock().unwrap();
+            st.closed = true;
+            st.slots.clear();
+            st.stems.clear();
+            st.waiters.clear();
+            st.live.drain().map(|(_, c)| c).collect()
+        };
+        for c in all {
+            if let Err(e) = c.destroy().await {
+                tracing::warn!(container = c.id(), error = %e, "destroy failed at shutdown");
+            }
+        }
+    }
+
+    /// A container for `want`, waiting in line when nothing is available.
+    async fn acquire(&self, want: &Want) -> Result<Acquired, String> {
+        let cap = self.config.user_memory_mb;
+        if want.memory_mb > cap {
+            return Err(format!(
+                "The action needs {} MB but the invoker has only {cap} MB of user memory.",
+                want.memory_mb
+            ));
+        }
+        let mut victims = Vec::new();
+        let rx = {
+            let mut st = self.state.lock().unwrap();
+            if st.closed {
+                return Err("The invoker is shutting down.".into());
+            }
+            if let Some(got) = st.try_acquire(want, cap, &mut victims) {
+                drop(st);
+                destroy_all(victims);
+                return Ok(got);
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(Waiter {
+                want: want.clone(),
+                tx,
+            });
+            rx
+        };
+        rx.await
+            .map_err(|_| "The invoker is shutting down.".to_string())
+    }
+
+    /// Ends a run on a healthy container: it stays warm for its action.
+    fn release(&self, container: &Arc<dyn Container>) {
+        let mut victims = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.closed {
+                victims.push(container.clone());
+            } else if let Some(s) = st.slot_mut(container) {
+                s.active -= 1;
+                s.last_used = Instant::now();
+            }
+            st.dispatch(self.config.user_memory_mb, &mut victims);
+        }
+        destroy_all(victims);
+    }
+
+    /// Gives up a container (or only its memory booking when it never started).
+    fn give_back(&self, container: Option<&Arc<dyn Container>>, memory_mb: u64) {
+        let mut victims = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            match container {
+                Some(c) => {
+                    st.forget(c, memory_mb);
+                    victims.push(c.clone());
+                }
+                None => st.used_mb = st.used_mb.saturating_sub(memory_mb),
+            }
+            st.dispatch(self.config.user_memory_mb, &mut victims);
+        }
+        destroy_all(victims);
+    }
+
+    fn spec(&self, kind: &str, image: Option<&str>, memory_mb: u64, label: &str) -> ContainerSpec {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        ContainerSpec {
+            name: format!("wsk{}_{}_{}", self.config.invoker_id, n, label),
+            kind: kind.to_string(),
+            image: image.map(str::to_string),
+            memory_mb,
+            env: vec![("__OW_API_HOST".into(), self.config.api_host.clone())],
+        }
+    }
+
+    /// Runs `job`: a warm container of the action if one has room, else a prewarmed one of its
+    /// kind, else a new one (waiting for memory). User failures are data in the outcome; a
+    /// failed container is destroyed.
+    pub async fn run(self: &Arc<Self>, job: Job) -> JobOutcome {
+        let action = job.action.clone();
+        let memory = action.limits.memory;
+        let timeout = Duration::from_millis(action.limits.timeout);
+        let want = Want {
+            key: WarmKey {
+                namespace: job.namespace.clone(),
+                action: action.doc_id(),
+                revision: job.revision.clone(),
+            },
+            kind: action.exec.kind().to_string(),
+            memory_mb: memory,
+            capacity: 1,
+        };
+        let acquired = match self.acquire(&want).await {
+            Ok(a) => a,
+            Err(msg) => return failed_before_start(ActivationResponse::whisk_error(msg)),
+        };
+        let start = now_ms();
+        let (container, init_time, start_kind) = match acquired {
+            Acquired::Warm { container, paused } => {
+                if paused {
+                    if let Err(e) = container.resume().await {
+                        tracing::warn!(error = %e, "resume failed");
+                        self.give_back(Some(&container), memory);
+                        return failed_before_start(ActivationResponse::whisk_error(
+                            "Failed to resume the container.",
+                        ));
+                    }
+                    self.counters.resumes.fetch_add(1, Ordering::Relaxed);
+                }
+                self.counters.warm.fetch_add(1, Ordering::Relaxed);
+                (container, None, StartKind::Warm)
+            }
+            fresh => {
+                let (container, kind) = match fresh {
+                    Acquired::Prewarm(c) => {
+                        self.spawn_stem(want.kind.clone(), memory);
+                        (c, StartKind::Prewarm)
+                    }
+                    _ => {
+                        let spec = self.spec(
+                            &want.kind,
+                            action.exec.image(),
+                            memory,
+                            &format!("{}_{}", clean(&job.namespace), clean(&action.name)),
+                        );
+                        match self.executor.create(&spec).await {
+                            Ok(c) => {
+                                self.state
+                                    .lock()
+                                    .unwrap()
+                                    .live
+                                    .insert(c.id().to_string(), c.clone());
+                                (c, StartKind::Cold)
+                            }
+                            Err(e) => {
+                                self.give_back(None, memory);
+                                tracing::error!(error = %e, kind = spec.kind, "container start failed");
+                                return failed_before_start(ActivationResponse::whisk_error(
+                                    format!(
+                                        "Failed to start a container for kind '{}'.",
+                                        spec.kind
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let counter = if kind == StartKind::Prewarm {
+                    &self.counters.prewarm
+                } else {
+                    &self.counters.cold
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let init = self.init(&container, &job, timeout).await;
+                let init_ms = init.elapsed.as_millis() as u64;
+                if !init.response.is_success() {
+                    let logs = self.collect_logs(&container, &action, true).await;
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.give_back(Some(&container), memory);
+                    return JobOutcome {
+                        response: init.response,
+                        logs,
+                        start,
+                        end: now_ms(),
+                        init_time: Some(init_ms),
+                        timed_out: init.timed_out,
+                        start_kind: Some(kind),
+                    };
+                }
+                self.state.lock().unwrap().slots.push(Slot {
+                    key: want.key.clone(),
+                    container: container.clone(),
+                    memory_mb: memory,
+                    active: 1,
+                    capacity: want.capacity,
+                    last_used: Instant::now(),
+                    phase: Phase::Ready,
+                });
+                (container, Some(init_ms), kind)
+            }
+        };
+        let mut ctx = job.context.clone();
+        ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
+        let run: CallOutcome = self
+            .client
+            .run(container.endpoint(), &ctx.run_body(job.args), timeout)
+            .await;
+        let end = now_ms();
+        let logs = self
+            .collect_logs(&container, &action, run.container_failed)
+            .await;
+        if run.container_failed {
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            self.give_back(Some(&container), memory);
+        } else {
+            self.release(&container);
+        }
+        JobOutcome {
+            response: run.response,
+            logs,
+            start,
+            end,
+            init_time,
+            timed_out: run.timed_out,
+            start_kind: Some(start_kind),
+        }
+    }
+
+    async fn init(
+        &self,
+        container: &Arc<dyn Container>,
+        job: &Job,
+        timeout: Duration,
+    ) -> CallOutcome {
+        let mut ctx = job.context.clone();
+        ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
+        let mut env = job.init_env.clone();
+        env.extend(ctx.init_env());
+        let exec = &job.action.exec;
+        let body = init_body(
+            &job.action.name,
+            exec.main(),
+            exec.code(),
+            exec.binary(),
+            env,
+        );
+        self.client.init(container.endpoint(), &body, timeout).await
+    }
+
+    /// Collects the activation's logs: up to the sentinels for a healthy container, whatever
+    /// is there for a failed one (plus OpenWhisk's developer-error line).
+    async fn collect_logs(
+        &self,
+        container: &Arc<dyn Container>,
+        action: &WhiskAction,
+        failed: bool,
+    ) -> Vec<String> {
+        let wait = if failed {
+            Duration::from_millis(100)
+        } else {
+            self.config.log_wait
+        };
+        let lines = match container.logs(!failed, wait).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "log collection failed");
+                vec![LogLine::now(
+                    Stream::Stderr,
+                    "There was an issue while collecting your logs. Data might be missing.",
+                )]
+            }
+        };
+        if action.limits.logs == 0 {
+            return Vec::new();
+        }
+        let mut out = format_with_limit(&lines, action.limits.logs * 1024 * 1024);
+        if failed {
+            out.push(LogLine::now(Stream::Stderr, DEVELOPER_ERROR_LINE).format());
+        }
+        out
+    }
+}
+
+fn failed_before_start(response: ActivationResponse) -> JobOutcome {
+    let now = now_ms();
+    JobOutcome {
+        response,
+        logs: Vec::new(),
+        start: now,
+        end: now,
+        init_time: None,
+        timed_out: false,
+        start_kind: None,
+    }
+}
+
+/// A name part safe for container names.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Destroys `containers` in the background.
+fn destroy_all(containers: Vec<Arc<dyn Container>>) {
+    for c in containers {
+        tokio::spawn(async move {
+            if let Err(e) = c.destroy().await {
+                tracing::warn!(container = c.id(), error = %e, "destroy failed");
+            }
+        });
+    }
+}
+
+/// The `/init` environment entries of an action's `init` parameters.
+pub fn init_params_env(action: &WhiskAction, args: &Value) -> serde_json::Map<String, Value> {
+    action
+        .parameters
+        .init_keys()
+        .into_iter()
+        .map(|k| {
+            let v = args.get(&k).map(env_string).unwrap_or_default();
+            (k, Value::String(v))
+        })
+        .collect()
+}

@@ -1,0 +1,202 @@
+//! The pool's bookkeeping: warm containers (slots), prewarmed stem cells, booked memory and
+//! runs waiting in line. Pure decisions under one lock; no I/O here.
+
+use crate::executor::Container;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Warm containers are reused only for the same invoking namespace and action revision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct WarmKey {
+    pub namespace: String,
+    pub action: String,
+    pub revision: String,
+}
+
+/// What a run asks the pool for.
+#[derive(Debug, Clone)]
+pub(super) struct Want {
+    pub key: WarmKey,
+    pub kind: String,
+    pub memory_mb: u64,
+    /// Activations one container of this action may run at once.
+    pub capacity: usize,
+}
+
+/// Where an idle warm container stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Ready to run.
+    Ready,
+    /// Being suspended; not handed out until suspended.
+    Pausing,
+    /// Suspended; resumed when handed out.
+    Paused,
+}
+
+/// A warm (initialised) container.
+pub(super) struct Slot {
+    pub key: WarmKey,
+    pub container: Arc<dyn Container>,
+    pub memory_mb: u64,
+    pub active: usize,
+    pub capacity: usize,
+    pub last_used: Instant,
+    pub phase: Phase,
+}
+
+/// A prewarmed container of a kind, not yet initialised.
+pub(super) struct Stem {
+    pub kind: String,
+    pub memory_mb: u64,
+    pub container: Arc<dyn Container>,
+}
+
+/// What the pool handed out.
+pub(super) enum Acquired {
+    /// A warm container of the same action; `paused` when it must be resumed first.
+    Warm {
+        container: Arc<dyn Container>,
+        paused: bool,
+    },
+    /// A prewarmed container of the same kind and memory (memory already booked).
+    Prewarm(Arc<dyn Container>),
+    /// Memory booked for a new container.
+    Cold,
+}
+
+/// A run waiting in line.
+pub(super) struct Waiter {
+    pub want: Want,
+    pub tx: oneshot::Sender<Acquired>,
+}
+
+/// Everything the pool knows, behind one lock.
+#[derive(Default)]
+pub(super) struct State {
+    pub slots: Vec<Slot>,
+    pub stems: Vec<Stem>,
+    pub used_mb: u64,
+    pub live: HashMap<String, Arc<dyn Container>>,
+    pub waiters: VecDeque<Waiter>,
+    pub closed: bool,
+    /// Idle containers evicted for memory, over the pool's life.
+    pub evictions: u64,
+}
+
+impl State {
+    /// Satisfies `want` at once if possible, in OpenWhisk's order: a warm container of the same
+    /// action with room, a prewarmed container of the same kind and memory, free memory for a
+    /// cold start, or free memory after evicting least recently used idle containers (returned
+    /// in `victims` for destruction). Stem cells are never evicted for space.
+    pub fn try_acquire(
+        &mut self,
+        want: &Want,
+        cap: u64,
+        victims: &mut Vec<Arc<dyn Container>>,
+    ) -> Option<Acquired> {
+        let usable =
+            |s: &Slot| s.key == want.key && s.active < s.capacity && s.phase != Phase::Pausing;
+        if let Some(slot) = self
+            .slots
+            .iter_mut()
+            .filter(|s| usable(s))
+            .max_by_key(|s| s.active)
+        {
+            slot.active += 1;
+            let paused = slot.phase == Phase::Paused;
+            slot.phase = Phase::Ready;
+            return Some(Acquired::Warm {
+                container: slot.container.clone(),
+                paused,
+            });
+        }
+        if let Some(i) = self
+            .stems
+            .iter()
+            .position(|s| s.kind == want.kind && s.memory_mb == want.memory_mb)
+        {
+            return Some(Acquired::Prewarm(self.stems.swap_remove(i).container));
+        }
+        let idle_mb: u64 = self
+            .slots
+            .iter()
+            .filter(|s| s.active == 0)
+            .map(|s| s.memory_mb)
+            .sum();
+        if self.used_mb - idle_mb + want.memory_mb > cap {
+            return None;
+        }
+        while self.used_mb + want.memory_mb > cap {
+            let oldest = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.active == 0)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(i, _)| i)
+                .expect("idle memory covers the gap");
+            let v = self.slots.swap_remove(oldest);
+            self.used_mb -= v.memory_mb;
+            self.live.remove(v.container.id());
+            self.evictions += 1;
+            victims.push(v.container);
+        }
+        self.used_mb += want.memory_mb;
+        Some(Acquired::Cold)
+    }
+
+    /// Hands containers and memory to waiting runs in arrival order.
+    pub fn dispatch(&mut self, cap: u64, victims: &mut Vec<Arc<dyn Container>>) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let want = self.waiters[i].want.clone();
+            match self.try_acquire(&want, cap, victims) {
+                Some(got) => {
+                    let w = self.waiters.remove(i).expect("index in range");
+                    if let Err(got) = w.tx.send(got) {
+                        self.undo(got, &w.want);
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Gives back what a cancelled waiter was handed.
+    fn undo(&mut self, got: Acquired, want: &Want) {
+        match got {
+            Acquired::Warm { container, .. } => {
+                if let Some(s) = self
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.container.id() == container.id())
+                {
+                    s.active -= 1;
+                }
+            }
+            Acquired::Prewarm(container) => self.stems.push(Stem {
+                kind: want.kind.clone(),
+                memory_mb: want.memory_mb,
+                container,
+            }),
+            Acquired::Cold => self.used_mb -= want.memory_mb,
+        }
+    }
+
+    /// The slot of `container`.
+    pub fn slot_mut(&mut self, container: &Arc<dyn Container>) -> Option<&mut Slot> {
+        self.slots
+            .iter_mut()
+            .find(|s| s.container.id() == container.id())
+    }
+
+    /// Forgets `container` and its memory.
+    pub fn forget(&mut self, container: &Arc<dyn Container>, memory_mb: u64) {
+        self.slots.retain(|s| s.container.id() != container.id());
+        self.live.remove(container.id());
+        self.used_mb = self.used_mb.saturating_sub(memory_mb);
+    }
+}
