@@ -12,6 +12,7 @@ const os = require('os');
 const path = require('path');
 const { pathToFileURL } = require('url');
 const { execFileSync } = require('child_process');
+const { AsyncLocalStorage } = require('async_hooks');
 
 const SENTINEL = 'XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n';
 const NOT_A_DICT = 'The action did not return a dictionary.';
@@ -19,6 +20,29 @@ const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 let action = null; // the entry function, once /init has succeeded
 let queue = Promise.resolve(); // serialises /init and /run handling
+
+// Intra-container concurrency (`__OW_ALLOW_CONCURRENT=true`, from the container's or the
+// init environment): /run requests then overlap, and every output line written while an
+// activation runs is tagged `\x1e<activation id>\x1f` so the platform can give each
+// activation exactly its own lines (and its own tagged sentinels) even when they interleave.
+const activation = new AsyncLocalStorage();
+const concurrent = () => process.env.__OW_ALLOW_CONCURRENT === 'true';
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, encoding, cb) => {
+    const ctx = activation.getStore();
+    if (!ctx) return write(chunk, encoding, cb);
+    const text = typeof chunk === 'string' ? chunk
+      : Buffer.from(chunk).toString(typeof encoding === 'string' ? encoding : 'utf8');
+    let out = '';
+    for (const ch of text.split(/(?<=\n)/)) {
+      if (ctx.lineStart.get(stream) !== false) out += `\x1e${ctx.id}\x1f`;
+      out += ch;
+      ctx.lineStart.set(stream, ch.endsWith('\n'));
+    }
+    return write(out, 'utf8', typeof encoding === 'function' ? encoding : cb);
+  };
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -201,8 +225,14 @@ async function handleRun(res, msg) {
   }
   if (!('api_key' in msg)) delete process.env.__OW_API_KEY;
   const args = msg.value == null ? {} : msg.value;
-  const [status, body] = await invoke(args);
-  await writeSentinels();
+  const run = async () => {
+    const [status, body] = await invoke(args);
+    await writeSentinels();
+    return [status, body];
+  };
+  const [status, body] = concurrent()
+    ? await activation.run({ id: String(msg.activation_id || ''), lineStart: new Map() }, run)
+    : await run();
   send(res, status, body);
 }
 
@@ -219,8 +249,12 @@ function route(req, res, raw) {
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
     return send(res, 400, { error: 'The request body must be a JSON object.' });
   }
-  // One request at a time: activations of an action are serial anyway, and
-  // this keeps an async /init or /run from interleaving with the next one.
+  // One request at a time, unless concurrency is allowed: then runs overlap (their output
+  // is tagged per activation) while /init still waits for everything before it.
+  if (handler === handleRun && concurrent()) {
+    handler(res, msg).catch(() => res.destroy());
+    return;
+  }
   queue = queue.then(() => handler(res, msg)).catch(() => res.destroy());
 }
 
