@@ -487,10 +487,7 @@ impl ContainerPool {
             }
             fresh => {
                 let (container, kind) = match fresh {
-                    Acquired::Prewarm(c) => {
-                        self.spawn_stem(want.kind.clone(), memory);
-                        (c, StartKind::Prewarm)
-                    }
+                    Acquired::Prewarm(c) => (c, StartKind::Prewarm),
                     _ => {
                         let spec = self.spec(
                             &want.kind,
@@ -532,6 +529,9 @@ impl ContainerPool {
                     let logs = self.collect_logs(&container, &action, true).await;
                     self.counters.failures.fetch_add(1, Ordering::Relaxed);
                     self.give_back(Some(&container), memory);
+                    if kind == StartKind::Prewarm {
+                        self.spawn_stem(want.kind.clone(), memory);
+                    }
                     return JobOutcome {
                         response: init.response,
                         logs,
@@ -564,6 +564,10 @@ impl ContainerPool {
         let logs = self
             .collect_logs(&container, &action, run.container_failed)
             .await;
+        if start_kind == StartKind::Prewarm {
+            // Replace the stem cell only now, so its start does not compete with this run.
+            self.spawn_stem(want.kind.clone(), memory);
+        }
         if run.container_failed {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
             self.give_back(Some(&container), memory);
