@@ -10,7 +10,7 @@ use whisk_bus::MemoryBus;
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::{Controller, ControllerConfig, NamespaceLimits};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
-use whisk_core::entity::RuntimeManifest;
+use whisk_core::entity::{RuntimeManifest, SystemLimits};
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::Invoker;
 use whisk_core::loadbalancer::LoadBalancer;
@@ -37,6 +37,8 @@ pub struct StandaloneConfig {
     pub prewarm: bool,
     /// Idle containers are paused after this long.
     pub pause_grace: Duration,
+    /// Highest `limits.concurrency` an action may set (OpenWhisk's default 1).
+    pub max_concurrency: u64,
 }
 
 impl Default for StandaloneConfig {
@@ -49,6 +51,7 @@ impl Default for StandaloneConfig {
             manifest: RuntimeManifest::default(),
             prewarm: true,
             pause_grace: Duration::from_secs(10),
+            max_concurrency: 1,
         }
     }
 }
@@ -88,7 +91,10 @@ impl Standalone {
         } else {
             Vec::new()
         };
+        let mut limits = SystemLimits::default();
+        limits.concurrency.max = config.max_concurrency.max(1);
         let controller_config = ControllerConfig {
+            limits,
             namespace_limits: config.namespace_limits,
             manifest: config.manifest.clone(),
             ..ControllerConfig::default()

@@ -45,6 +45,10 @@ struct Args {
     /// Seconds before an idle container is paused.
     #[arg(long, default_value_t = 10)]
     pause_grace: u64,
+    /// Highest intra-container concurrency (`limits.concurrency`) an action may set; nodejs
+    /// actions then run that many activations at once in one container.
+    #[arg(long, default_value_t = 1)]
+    max_concurrency: u64,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe.
@@ -73,6 +77,7 @@ async fn main() -> std::io::Result<()> {
         },
         prewarm: !args.no_prewarm,
         pause_grace: Duration::from_secs(args.pause_grace),
+        max_concurrency: args.max_concurrency,
         namespace_limits: NamespaceLimits {
             invocations_per_minute: args.invokes_per_minute,
             concurrent_invocations: args.concurrent_invocations,

@@ -259,6 +259,12 @@ pub struct ExecPut {
     pub components: Option<Vec<String>>,
 }
 
+/// Whether runtimes of `kind` can run several activations at once in one container
+/// (`limits.concurrency > 1`): as in OpenWhisk, only Node.js.
+pub fn supports_concurrency(kind: &str) -> bool {
+    kind.starts_with("nodejs:")
+}
+
 /// OpenWhisk's `isBinaryCode`: non-empty, length a multiple of 4 and base64 characters only.
 pub fn is_binary_code(code: &str) -> bool {
     let t = code.trim();

@@ -463,7 +463,7 @@ impl ContainerPool {
             },
             kind: action.exec.kind().to_string(),
             memory_mb: memory,
-            capacity: 1,
+            capacity: capacity(&action),
         };
         let acquired = match self.acquire(&want).await {
             Ok(a) => a,
@@ -526,7 +526,7 @@ impl ContainerPool {
                 let init = self.init(&container, &job, timeout).await;
                 let init_ms = init.elapsed.as_millis() as u64;
                 if !init.response.is_success() {
-                    let logs = self.collect_logs(&container, &action, true).await;
+                    let logs = self.collect_logs(&container, &action, true, None).await;
                     self.counters.failures.fetch_add(1, Ordering::Relaxed);
                     self.give_back(Some(&container), memory);
                     if kind == StartKind::Prewarm {
@@ -561,9 +561,8 @@ impl ContainerPool {
             .run(container.endpoint(), &ctx.run_body(job.args), timeout)
             .await;
         let end = now_ms();
-        let logs = self
-            .collect_logs(&container, &action, run.container_failed)
-            .await;
+        let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
+        let logs = self.collect_logs(&container, &action, run.container_failed, tagged).await;
         if start_kind == StartKind::Prewarm {
             // Replace the stem cell only now, so its start does not compete with this run.
             self.spawn_stem(want.kind.clone(), memory);
@@ -595,6 +594,9 @@ impl ContainerPool {
         ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
         let mut env = job.init_env.clone();
         env.extend(ctx.init_env());
+        if capacity(&job.action) > 1 {
+            env.insert("__OW_ALLOW_CONCURRENT".into(), Value::String("true".into()));
+        }
         let exec = &job.action.exec;
         let body = init_body(
             &job.action.name,
@@ -606,20 +608,26 @@ impl ContainerPool {
         self.client.init(container.endpoint(), &body, timeout).await
     }
 
-    /// Collects the activation's logs: up to the sentinels for a healthy container, whatever
-    /// is there for a failed one (plus OpenWhisk's developer-error line).
+    /// Collects the activation's logs: up to the sentinels for a healthy container (its own
+    /// tagged lines when `activation` is given, for concurrent containers), whatever is there
+    /// for a failed one (plus OpenWhisk's developer-error line).
     async fn collect_logs(
         &self,
         container: &Arc<dyn Container>,
         action: &WhiskAction,
         failed: bool,
+        activation: Option<&str>,
     ) -> Vec<String> {
         let wait = if failed {
             Duration::from_millis(100)
         } else {
             self.config.log_wait
         };
-        let lines = match container.logs(!failed, wait).await {
+        let lines = match activation {
+            Some(id) if !failed => container.activation_logs(id, wait).await,
+            _ => container.logs(!failed, wait).await,
+        };
+        let lines = match lines {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "log collection failed");
@@ -650,6 +658,15 @@ fn failed_before_start(response: ActivationResponse) -> JobOutcome {
         init_time: None,
         timed_out: false,
         start_kind: None,
+    }
+}
+
+/// Activations one container of `action` may run at once.
+fn capacity(action: &WhiskAction) -> usize {
+    if crate::entity::exec::supports_concurrency(action.exec.kind()) {
+        action.limits.concurrency.max(1) as usize
+    } else {
+        1
     }
 }
 
