@@ -459,3 +459,18 @@ async fn runtime_values_zip_code_and_python() {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.body["response"]["status"], "action developer error");
 }
+
+#[tokio::test]
+async fn init_parameters_are_environment_not_arguments() {
+    let p = Platform::start().await;
+    let code = "function main(p) { return {env: process.env.SECRET, arg: p.SECRET === undefined ? null : p.SECRET, other: p.other}; }";
+    p.action(
+        "initparams",
+        "nodejs:20",
+        code,
+        json!({"parameters": [{"key": "SECRET", "value": "s3", "init": true}, {"key": "other", "value": 1}]}),
+    )
+    .await;
+    let r = p.invoke("initparams", json!({}), "&result=true").await;
+    assert_eq!(r.body, json!({"env": "s3", "arg": null, "other": 1}));
+}

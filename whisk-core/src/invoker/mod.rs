@@ -11,7 +11,7 @@ use crate::message::{AckResponse, Acknowledgement, ActivationMessage, InvokerIns
 use crate::runtime::ActivationContext;
 use crate::store::{Store, StoreError, StoreExt};
 use pool::{init_params_env, ContainerPool, Job, JobOutcome};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -201,7 +201,13 @@ impl Invoker {
     }
 
     fn job(&self, msg: &ActivationMessage, action: Arc<WhiskAction>, revision: String) -> Job {
-        let args = msg.content.clone().unwrap_or_else(|| json!({}));
+        let mut args = msg.content.clone().unwrap_or_else(|| json!({}));
+        // Init parameters go to /init as environment and are left out of the /run argument,
+        // as OpenWhisk's ContainerProxy partitions them.
+        let init_env = init_params_env(&action, &args);
+        if let Value::Object(m) = &mut args {
+            m.retain(|k, _| !init_env.contains_key(k));
+        }
         let api_key = action
             .annotations
             .is_truthy("provide-api-key", true)
@@ -217,7 +223,7 @@ impl Invoker {
                 transaction_id: msg.transid.id().to_string(),
                 deadline_ms: 0,
             },
-            init_env: init_params_env(&action, &args),
+            init_env,
             args,
             action,
             revision,
