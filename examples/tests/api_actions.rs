@@ -182,7 +182,7 @@ async fn malformed_bodies_kinds_and_limits() {
     assert_error(
         &r,
         StatusCode::BAD_REQUEST,
-        "The specified runtime 'cobol:85' is not supported by this platform. Valid values are: 'nodejs:20', 'python:3.11'.",
+        "The specified runtime 'cobol:85' is not supported by this platform. Valid values are: 'java:17', 'nodejs:20', 'python:3.11'.",
     );
     let r = p
         .call(

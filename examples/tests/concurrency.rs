@@ -29,8 +29,15 @@ async fn concurrent_activations_share_a_container_with_separate_logs() {
         ..Default::default()
     })
     .await;
-    p.action("overlap", "nodejs:20", OVERLAP, json!({"limits": {"concurrency": 4}})).await;
-    let runs = futures::future::join_all((0..4).map(|n| p.invoke("overlap", json!({"n": n}), ""))).await;
+    p.action(
+        "overlap",
+        "nodejs:20",
+        OVERLAP,
+        json!({"limits": {"concurrency": 4}}),
+    )
+    .await;
+    let runs =
+        futures::future::join_all((0..4).map(|n| p.invoke("overlap", json!({"n": n}), ""))).await;
     let mut pids = Vec::new();
     let mut most = 0;
     for (n, r) in runs.iter().enumerate() {
@@ -39,20 +46,39 @@ async fn concurrent_activations_share_a_container_with_separate_logs() {
         assert_eq!(result["n"], n);
         pids.push(result["pid"].clone());
         most = most.max(result["most"].as_u64().unwrap());
-        let logs: Vec<&str> = r.body["logs"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        let logs: Vec<&str> = r.body["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
         assert_eq!(logs.len(), 2, "exactly this activation's lines: {logs:?}");
         assert!(logs[0].ends_with(&format!("stdout: start {n}")), "{logs:?}");
         assert!(logs[1].ends_with(&format!("stderr: end {n}")), "{logs:?}");
     }
-    assert!(pids.iter().all(|pid| *pid == pids[0]), "one container ran all four: {pids:?}");
-    assert!(most >= 2, "activations overlapped inside the container (most at once: {most})");
-    let m: Value = p.send(reqwest::Method::GET, "/invokers/0/pool", None, None).await.body;
+    assert!(
+        pids.iter().all(|pid| *pid == pids[0]),
+        "one container ran all four: {pids:?}"
+    );
+    assert!(
+        most >= 2,
+        "activations overlapped inside the container (most at once: {most})"
+    );
+    let m: Value = p
+        .send(reqwest::Method::GET, "/invokers/0/pool", None, None)
+        .await
+        .body;
     assert_eq!(m["coldStarts"], 1);
 }
 
 #[tokio::test]
 async fn concurrency_is_refused_above_the_configured_maximum() {
-    let p = Platform::start_config(StandaloneConfig { max_concurrency: 4, prewarm: false, ..Default::default() }).await;
+    let p = Platform::start_config(StandaloneConfig {
+        max_concurrency: 4,
+        prewarm: false,
+        ..Default::default()
+    })
+    .await;
     let r = p
         .call(
             reqwest::Method::PUT,
@@ -60,5 +86,9 @@ async fn concurrency_is_refused_above_the_configured_maximum() {
             Some(json!({"exec": {"kind": "nodejs:20", "code": "function main() { return {}; }"}, "limits": {"concurrency": 5}})),
         )
         .await;
-    common::assert_error(&r, StatusCode::BAD_REQUEST, "concurrency 5 exceeds allowed threshold of 4");
+    common::assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "concurrency 5 exceeds allowed threshold of 4",
+    );
 }

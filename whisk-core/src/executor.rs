@@ -75,7 +75,11 @@ pub trait Container: Send + Sync {
     /// The log lines of one activation when several run at once in this container (the
     /// runtime tags their output per activation); waits up to `wait` for its sentinels.
     /// Executors whose runtimes cannot tag output return the next activation's lines.
-    async fn activation_logs(&self, _activation_id: &str, wait: Duration) -> Result<Vec<LogLine>, ExecutorError> {
+    async fn activation_logs(
+        &self,
+        _activation_id: &str,
+        wait: Duration,
+    ) -> Result<Vec<LogLine>, ExecutorError> {
         self.logs(true, wait).await
     }
 }

@@ -4,6 +4,7 @@
 //! [`ProcessExecutor`] runs every container as a local runtime process speaking the
 //! OpenWhisk runtime protocol on a loopback port, using the bundled launchers for
 //! `nodejs:20` (the machine's `node`) and `python:3.11` (the machine's `python3`).
+//! [`isolation`] says what each process container is (and is not) isolated from.
 //!
 //! ```no_run
 //! use whisk_core::executor::{ContainerExecutor, ContainerSpec};
@@ -18,8 +19,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod isolation;
 mod logbuf;
 mod process;
 mod runtimes;
 
+pub use isolation::Enforcement;
 pub use process::{Launcher, ProcessExecutor};

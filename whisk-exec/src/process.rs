@@ -1,23 +1,35 @@
-//! The `process` executor: each container is a runtime launcher process on a loopback port.
+//! The `process` executor: each container is a runtime launcher process on a loopback port,
+//! confined as far as the machine allows (see [`crate::isolation`] for what is and is not
+//! isolated).
 
+use crate::isolation::{self, Cgroups, Enforcement};
 use crate::logbuf::LogBuffer;
 pub use crate::runtimes::Launcher;
 use async_trait::async_trait;
+use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use whisk_core::executor::{Container, ContainerExecutor, ContainerSpec, ExecutorError};
 use whisk_core::logs::{LogLine, Stream};
 
 /// How long a launcher may take to announce its port.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long destroy waits for a container's killed processes to leave its cgroups.
+const CGROUP_PATIENCE: Duration = Duration::from_secs(2);
+/// The log line added when the kernel killed a process of the container for its memory
+/// (OpenWhisk's message for an action that ran out of memory).
+const MEMORY_EXHAUSTED: &str = "The action exhausted its memory and was aborted.";
 
-/// Runs containers as local processes. Memory limits are recorded, not enforced (a process
-/// has no cgroup here); use the Docker executor for isolation.
+/// Runs containers as local processes, each in its own working directory, environment,
+/// process group and — where the machine has them — cgroups with the action's memory limit
+/// and a process limit. Not a sandbox for hostile code: see the crate's isolation notes
+/// ([`Enforcement`] says what this machine enforces).
 pub struct ProcessExecutor {
     dir: PathBuf,
     launchers: HashMap<String, Launcher>,
@@ -46,6 +58,12 @@ impl ProcessExecutor {
         k.sort();
         k
     }
+
+    /// What this machine lets the executor enforce (rlimits, cgroups); probed once per
+    /// process.
+    pub fn enforcement(&self) -> Enforcement {
+        isolation::enforcement()
+    }
 }
 
 impl Drop for ProcessExecutor {
@@ -69,17 +87,44 @@ impl ContainerExecutor for ProcessExecutor {
             .launchers
             .get(&spec.kind)
             .ok_or_else(|| ExecutorError::Unsupported(spec.kind.clone()))?;
-        let mut child = Command::new(&launcher.program)
-            .args(&launcher.args)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env("WHISK_RUNTIME_PORT", "0")
-            .current_dir(&self.dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| ExecutorError::StartFailed(format!("{}: {e}", launcher.program)))?;
+        crate::runtimes::prepare(&spec.kind, &self.dir).await?; // compiles the Java launcher once
+        let slot = isolation::slot_name(&spec.name);
+        let workdir = isolation::create_workdir(&self.dir, &slot).map_err(|e| {
+            ExecutorError::StartFailed(format!("cannot create the container's directory: {e}"))
+        })?;
+        let confinement = Arc::new(Confinement {
+            workdir,
+            cgroups: Cgroups::create(&slot, spec.memory_mb),
+        });
+        let spawned = isolation::command(
+            &launcher.program,
+            &launcher.args,
+            &spec.kind,
+            spec.memory_mb,
+            &confinement.workdir,
+            &spec.env,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                confinement.clone().remove().await;
+                return Err(ExecutorError::StartFailed(format!(
+                    "{}: {e}",
+                    launcher.program
+                )));
+            }
+        };
+        // The launcher leads its own process group: its pid is the group's id. It stays
+        // unreaped (so the id cannot be reused) until destroy has signalled the group.
+        let pgid = child.id().unwrap_or(0);
+        confinement.cgroups.attach(pgid);
+        // Cleans up if this future is dropped before the container is handed out.
+        let mut abandoned = Abandoned(Some((confinement.clone(), pgid)));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -96,6 +141,8 @@ impl ContainerExecutor for ProcessExecutor {
             .strip_prefix("whisk-runtime-port:")
             .and_then(|p| p.trim().parse::<u16>().ok());
         let Some(port) = port else {
+            abandoned.0 = None;
+            confinement.kill(pgid);
             let _ = child.kill().await;
             // Only stderr is captured so far; its end of file means all of it was read.
             let stderr: Vec<String> = logs
@@ -104,6 +151,7 @@ impl ContainerExecutor for ProcessExecutor {
                 .into_iter()
                 .map(|l| l.message)
                 .collect();
+            confinement.remove().await;
             return Err(ExecutorError::StartFailed(format!(
                 "{} did not announce its port ({}): {}",
                 spec.kind,
@@ -115,14 +163,65 @@ impl ContainerExecutor for ProcessExecutor {
                 stderr.join("\n")
             )));
         };
+        abandoned.0 = None;
         let out_logs = logs.clone();
         tokio::spawn(async move { out_logs.capture(stdout, Stream::Stdout).await });
         Ok(Arc::new(ProcessContainer {
-            id: format!("{}-{}", spec.name, child.id().unwrap_or(0)),
+            id: format!("{}-{pgid}", spec.name),
             endpoint: format!("http://127.0.0.1:{port}"),
+            pgid,
             process: Mutex::new(Some((child, stdin))),
             logs,
+            confinement,
+            oom_kills_seen: AtomicU64::new(0),
         }))
+    }
+}
+
+/// A container whose start was abandoned half-way (the `create` future was dropped): its
+/// processes are killed (the launcher is still unreaped then) and its confinement removed.
+struct Abandoned(Option<(Arc<Confinement>, u32)>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some((confinement, pgid)) = self.0.take() {
+            confinement.kill(pgid);
+            std::thread::spawn(move || confinement.remove_blocking());
+        }
+    }
+}
+
+/// What a container holds on the host besides its process: its working directory and its
+/// cgroups.
+struct Confinement {
+    workdir: PathBuf,
+    cgroups: Cgroups,
+}
+
+impl Confinement {
+    /// SIGKILL to process group `pgid` and to everything in the cgroups. `pgid` must still
+    /// be unreaped.
+    fn kill(&self, pgid: u32) {
+        if pgid != 0 {
+            let _ = isolation::signal_group(pgid, Signal::SIGKILL);
+        }
+        self.cgroups.signal_all(Signal::SIGKILL);
+    }
+
+    /// Removes the cgroups (killing stragglers) and the working directory. Blocking.
+    fn remove_blocking(&self) {
+        self.cgroups.remove_blocking(CGROUP_PATIENCE);
+        if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                let dir = self.workdir.display();
+                tracing::warn!(dir = %dir, error = %e, "container directory not removed");
+            }
+        }
+    }
+
+    /// [`Confinement::remove_blocking`] off the async threads.
+    async fn remove(self: Arc<Self>) {
+        let _ = tokio::task::spawn_blocking(move || self.remove_blocking()).await;
     }
 }
 
@@ -130,8 +229,32 @@ impl ContainerExecutor for ProcessExecutor {
 struct ProcessContainer {
     id: String,
     endpoint: String,
+    /// The launcher's pid and process group id.
+    pgid: u32,
+    /// `None` once destroyed; the child is reaped only then.
     process: Mutex<Option<(Child, Option<ChildStdin>)>>,
     logs: Arc<LogBuffer>,
+    confinement: Arc<Confinement>,
+    /// OOM kills in the memory cgroup already reported in the logs.
+    oom_kills_seen: AtomicU64,
+}
+
+impl ProcessContainer {
+    /// Sends `signal` to the container's process group. (Not to processes that left the
+    /// group: stopped outside it, they would not get the SIGHUP + SIGCONT the kernel sends
+    /// to an orphaned, stopped process group, and would outlive a platform that was killed.)
+    fn signal(&self, signal: Signal) -> Result<(), ExecutorError> {
+        // Holding the lock keeps destroy from reaping the launcher (and freeing its id).
+        let process = self.process.lock().unwrap();
+        if process.is_none() || self.pgid == 0 {
+            return Err(ExecutorError::Gone(self.id.clone()));
+        }
+        match isolation::signal_group(self.pgid, signal) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::ESRCH) => Err(ExecutorError::Gone(self.id.clone())),
+            Err(e) => Err(ExecutorError::Other(format!("{signal}: {e}"))),
+        }
+    }
 }
 
 #[async_trait]
@@ -144,12 +267,24 @@ impl Container for ProcessContainer {
         &self.endpoint
     }
 
+    /// SIGSTOP to the container's process group.
+    async fn pause(&self) -> Result<(), ExecutorError> {
+        self.signal(Signal::SIGSTOP)
+    }
+
+    /// SIGCONT to the container's process group.
+    async fn resume(&self) -> Result<(), ExecutorError> {
+        self.signal(Signal::SIGCONT)
+    }
+
     async fn destroy(&self) -> Result<(), ExecutorError> {
         let taken = self.process.lock().unwrap().take();
         if let Some((mut child, stdin)) = taken {
             drop(stdin);
+            self.confinement.kill(self.pgid);
             let _ = child.start_kill();
             let _ = child.wait().await;
+            self.confinement.clone().remove().await;
         }
         Ok(())
     }
@@ -159,10 +294,38 @@ impl Container for ProcessContainer {
         until_sentinels: bool,
         wait: Duration,
     ) -> Result<Vec<LogLine>, ExecutorError> {
-        Ok(self.logs.take(until_sentinels, wait).await)
+        let mut lines = self.logs.take(until_sentinels, wait).await;
+        if !until_sentinels {
+            // The container failed: say so if the kernel killed it for its memory.
+            let kills = self.confinement.cgroups.oom_kills();
+            if kills > self.oom_kills_seen.swap(kills, Ordering::Relaxed) {
+                lines.push(LogLine::now(Stream::Stderr, MEMORY_EXHAUSTED));
+            }
+        }
+        Ok(lines)
+    }
+
+    async fn activation_logs(
+        &self,
+        activation_id: &str,
+        wait: Duration,
+    ) -> Result<Vec<LogLine>, ExecutorError> {
+        Ok(self.logs.take_tagged(activation_id, wait).await)
     }
 }
 
+impl Drop for ProcessContainer {
+    /// A container dropped without destroy: kill it and clean up in the background.
+    fn drop(&mut self) {
+        let taken = self.process.get_mut().map(Option::take).unwrap_or(None);
+        if let Some((child, _stdin)) = taken {
+            self.confinement.kill(self.pgid);
+            drop(child); // kill_on_drop; tokio reaps it
+            let confinement = self.confinement.clone();
+            std::thread::spawn(move || confinement.remove_blocking());
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

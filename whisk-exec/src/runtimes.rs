@@ -4,14 +4,29 @@
 //! port), prints `whisk-runtime-port: <port>` as its first stdout line, speaks the OpenWhisk
 //! runtime protocol (`/init`, `/run`), prints the end-of-activation sentinel on stdout and
 //! stderr after each run, and exits when its stdin closes.
+//!
+//! The Java launcher (`java:17`) is Java source: it is compiled with `javac` at its first use
+//! in a process (about a second), and the class files are written into each executor's
+//! directory when that executor first starts a `java:17` container (see [`prepare`]).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use whisk_core::executor::ExecutorError;
 
 /// The bundled Node.js launcher (`nodejs:20`).
 const NODEJS_LAUNCHER: &str = include_str!("../runtimes/nodejs/launcher.js");
 /// The bundled Python launcher (`python:3.11`).
 const PYTHON_LAUNCHER: &str = include_str!("../runtimes/python/launcher.py");
+/// The bundled actionloop proxy (`blackbox`): native executables speaking OpenWhisk's
+/// actionloop protocol (JSON lines on stdin, results on fd 3), run with `python3`.
+const ACTIONLOOP_LAUNCHER: &str = include_str!("../runtimes/actionloop/launcher.py");
+/// The bundled Java launcher (`java:17`), compiled on first use.
+const JAVA_LAUNCHER: &str = include_str!("../runtimes/java/Launcher.java");
+/// The Java kind.
+const JAVA_KIND: &str = "java:17";
+/// Gson, used by the Java launcher and by actions (Debian package `libgoogle-gson-java`).
+const GSON_JAR: &str = "/usr/share/java/gson.jar";
 
 /// How to start the runtime process of one kind: `program args...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,5 +64,121 @@ pub(crate) fn bundled(dir: &Path) -> std::io::Result<HashMap<String, Launcher>> 
         "python:3.11".to_string(),
         Launcher::new("python3", &["-u", &python]),
     );
+    let java = dir.join("java");
+    std::fs::create_dir_all(&java)?;
+    write(&java, "Launcher.java", JAVA_LAUNCHER)?;
+    let classpath = format!("{}:{GSON_JAR}", java.join("classes").to_string_lossy());
+    launchers.insert(
+        JAVA_KIND.to_string(),
+        Launcher::new(
+            "java",
+            &[
+                "-cp",
+                &classpath,
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Xshare:auto",
+                "Launcher",
+            ],
+        ),
+    );
+    let actionloop = write(dir, "actionloop.py", ACTIONLOOP_LAUNCHER)?;
+    launchers.insert(
+        "blackbox".to_string(),
+        Launcher::new("python3", &["-u", &actionloop]),
+    );
     Ok(launchers)
+}
+
+/// Makes `kind` ready to start from the runtimes directory `dir`: for `java:17`, puts the
+/// compiled launcher into `dir/java/classes` unless it is there already. Other kinds need
+/// nothing.
+pub(crate) async fn prepare(kind: &str, dir: &Path) -> Result<(), ExecutorError> {
+    if kind != JAVA_KIND || dir.join("java").join("classes").is_dir() {
+        return Ok(());
+    }
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || install_java(&dir))
+        .await
+        .map_err(|e| ExecutorError::StartFailed(format!("{JAVA_KIND}: {e}")))?
+        .map_err(|e| ExecutorError::StartFailed(format!("{JAVA_KIND}: {e}")))
+}
+
+/// A compiled class file: its name and bytes.
+type ClassFiles = Arc<Vec<(String, Vec<u8>)>>;
+
+/// The Java launcher's class files, once compiled in this process. The lock is held while
+/// compiling, so concurrent first uses compile once; a failure is retried at the next use.
+static JAVA_CLASSES: Mutex<Option<ClassFiles>> = Mutex::new(None);
+
+/// Writes the compiled Java launcher into `dir/java/classes` (atomically: staged, then
+/// renamed, so a concurrent start of the same executor never sees half of it).
+fn install_java(dir: &Path) -> Result<(), String> {
+    let classes = {
+        let mut cached = JAVA_CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some(c) => c.clone(),
+            None => {
+                let source = dir.join("java").join("Launcher.java");
+                cached.insert(Arc::new(compile_java(&source)?)).clone()
+            }
+        }
+    };
+    let target = dir.join("java").join("classes");
+    let staging = dir
+        .join("java")
+        .join(format!("classes-{}", uuid::Uuid::new_v4().simple()));
+    let staged = (|| {
+        std::fs::create_dir_all(&staging)?;
+        for (name, bytes) in classes.iter() {
+            std::fs::write(staging.join(name), bytes)?;
+        }
+        std::fs::rename(&staging, &target)
+    })();
+    if staged.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    match staged {
+        Err(_) if target.is_dir() => Ok(()), // another start installed it first
+        other => other.map_err(|e| format!("cannot install the launcher: {e}")),
+    }
+}
+
+/// Compiles the Java launcher `source` into a scratch directory and returns its class files.
+fn compile_java(source: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let needs = "it needs a JDK (javac) and Gson at /usr/share/java/gson.jar (Debian packages \
+                 default-jdk-headless and libgoogle-gson-java)";
+    if !Path::new(GSON_JAR).is_file() {
+        return Err(format!("{GSON_JAR} is missing; {needs}"));
+    }
+    let scratch: PathBuf =
+        std::env::temp_dir().join(format!("whisk-javac-{}", uuid::Uuid::new_v4().simple()));
+    let compiled = (|| {
+        let out = scratch.join("classes");
+        std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+        let javac = std::process::Command::new("javac")
+            .args(["-nowarn", "-cp", GSON_JAR, "-d"])
+            .arg(&out)
+            .arg(source)
+            .output()
+            .map_err(|e| format!("cannot run javac ({e}); {needs}"))?;
+        if !javac.status.success() {
+            return Err(format!(
+                "javac failed: {}",
+                String::from_utf8_lossy(&javac.stderr).trim()
+            ));
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&out).map_err(|e| e.to_string())? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.ends_with(".class") {
+                let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                files.push((name.into_owned(), bytes));
+            }
+        }
+        Ok(files)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    compiled
 }

@@ -260,6 +260,10 @@ function route(req, res, raw) {
 
 // ---------------------------------------------------------------- startup
 
+// An action may close stdout or stderr; writes then fail, which must not crash the launcher.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
 // The platform holds our stdin open; EOF (or an error) means it went away.
 const quit = () => process.exit(0);
 process.stdin.on('end', quit).on('close', quit).on('error', quit);

@@ -562,7 +562,9 @@ impl ContainerPool {
             .await;
         let end = now_ms();
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
-        let logs = self.collect_logs(&container, &action, run.container_failed, tagged).await;
+        let logs = self
+            .collect_logs(&container, &action, run.container_failed, tagged)
+            .await;
         if start_kind == StartKind::Prewarm {
             // Replace the stem cell only now, so its start does not compete with this run.
             self.spawn_stem(want.kind.clone(), memory);

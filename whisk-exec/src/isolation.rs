@@ -1,0 +1,416 @@
+//! What the process executor does to keep one container from hurting the platform, and what
+//! it does not do.
+//!
+//! # Enforced
+//!
+//! - **Working directory.** Every container gets a fresh directory
+//!   `<runtimes dir>/containers/<name>-<random>` (mode 0700) as its current directory, `HOME`
+//!   and `TMPDIR`; the launchers write the action's code there. It is removed on destroy.
+//! - **Environment.** The process starts with an empty environment plus `PATH` (the
+//!   platform's), `HOME` and `TMPDIR` (the working directory), `LANG=C.UTF-8`,
+//!   `WHISK_RUNTIME_PORT` and the entries of [`ContainerSpec::env`] (`__OW_API_HOST`). The
+//!   runtime protocol then adds the `__OW_*` values and the action's init parameters inside
+//!   the process. Nothing else of the platform's environment (credentials, configuration)
+//!   reaches an action.
+//! - **Process group.** The launcher leads a process group of its own; destroy sends SIGKILL
+//!   to the whole group (so children and grandchildren the action started die with it), and
+//!   `pause`/`resume` send SIGSTOP/SIGCONT to it.
+//! - **cgroups (v1), where the platform may create them** (root, or a delegated hierarchy):
+//!   each container gets `whisk/<platform pid>.<name>-<random>` below the platform's own
+//!   cgroup in the `pids` and `memory` hierarchies. `pids.max` = [`PIDS_MAX`] stops fork
+//!   bombs (threads count too); `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes`,
+//!   so no swap) = the action's memory limit, enforced by the kernel's OOM killer, which
+//!   kills the runtime: the activation is then the developer error "The action did not
+//!   produce a valid response and exited unexpectedly." and its logs say "The action
+//!   exhausted its memory and was aborted.". The launcher is moved in right after it is
+//!   spawned, while its interpreter is still starting (the action's code runs only after
+//!   `/init`; children inherit the cgroups); destroy also kills every process still in the
+//!   container's cgroup (which catches processes that left the process group with `setsid`)
+//!   and then removes the cgroups. Nested under the platform's own cgroup, the containers
+//!   stay inside any limit the platform itself runs under; empty cgroups left by a platform
+//!   that died are swept at start. Where the cgroups cannot be created (no v1 `pids` or
+//!   `memory` hierarchy, not writable, cgroup v2 only), the executor warns once and runs
+//!   without them.
+//! - **rlimits, through util-linux `prlimit`** (when it is on `PATH`; else a warning once):
+//!   `RLIMIT_NOFILE` 1024 (as OpenWhisk's Docker containers), `RLIMIT_CORE` 0, and for
+//!   `python:*` kinds `RLIMIT_AS` = `max(4 × memory limit, 1024 MB)` of address space, so an
+//!   allocation past it fails with `MemoryError` even without cgroups. Node.js and the JVM
+//!   get no address-space limit: V8 reserves about 10 GB of address space for every
+//!   WebAssembly memory (Node 20's `fetch` makes one), so any useful `RLIMIT_AS` breaks
+//!   `fetch`, and the JVM reserves its heap and class space up front; for them the memory
+//!   cgroup is the limit. `RLIMIT_NPROC` is not used: it counts all processes of the user
+//!   (and does not apply to root at all); the `pids` cgroup is the process limit.
+//! - **Logs** are bounded per container: at most 16 MB of lines are held (more is dropped
+//!   and counted; the end-of-activation sentinels never are), so an action printing
+//!   gigabytes costs the platform CPU, not memory. An action that closes its stdout ends its
+//!   activations at the stderr sentinel.
+//!
+//! # Not isolated
+//!
+//! - **Files.** Actions run as the platform's own user. Mode 0700 keeps other *users* out of
+//!   a container's directory, but every action can read and write whatever the platform's
+//!   user can: other containers' directories, the platform's files, and — when the platform
+//!   runs as root — the whole machine. There is no mount namespace (`bwrap` is not used) and
+//!   no disk quota.
+//! - **Processes and signals.** No PID namespace: an action sees every process in `/proc`
+//!   and may signal any process of the same user, the platform included.
+//! - **Network.** No network namespace: actions reach the loopback interface, so the
+//!   platform's API and other containers' runtime ports, and everything the host reaches.
+//! - **CPU.** No CPU shares or quota; a busy action competes with the platform.
+//! - **Without cgroups** there is no memory limit for Node.js or Java actions and no process
+//!   limit at all (only the process-group kill on destroy).
+//!
+//! For untrusted code, use an executor that runs real containers; the process executor is
+//! the standalone default, built to survive buggy actions, not hostile ones.
+//!
+//! [`ContainerSpec::env`]: whisk_core::executor::ContainerSpec::env
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `pids.max` of every container: enough for a JVM's threads, few enough to stop a fork bomb.
+pub const PIDS_MAX: u64 = 256;
+/// `RLIMIT_NOFILE` of every container (soft and hard), as OpenWhisk's Docker containers.
+pub const NOFILE: u64 = 1024;
+/// The least `RLIMIT_AS` given to a kind that gets one (interpreter start-up needs room).
+const MIN_ADDRESS_SPACE_MB: u64 = 1024;
+/// `RLIMIT_AS` is this many times the action's memory limit (but at least the minimum).
+const ADDRESS_SPACE_FACTOR: u64 = 4;
+
+/// What this machine lets the executor enforce, probed once per process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enforcement {
+    /// `prlimit` is available: `RLIMIT_NOFILE`, `RLIMIT_CORE` and (Python) `RLIMIT_AS`.
+    pub rlimits: bool,
+    /// Each container gets a cgroup v1 `pids` limit.
+    pub pids_cgroup: bool,
+    /// Each container gets a cgroup v1 `memory` limit.
+    pub memory_cgroup: bool,
+}
+
+struct Probe {
+    prlimit: Option<PathBuf>,
+    /// The `whisk` parent cgroup in the `pids` hierarchy.
+    pids: Option<PathBuf>,
+    /// The `whisk` parent cgroup in the `memory` hierarchy.
+    memory: Option<PathBuf>,
+}
+
+fn probe() -> &'static Probe {
+    static PROBE: OnceLock<Probe> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let prlimit = find_program("prlimit");
+        if prlimit.is_none() {
+            tracing::warn!(
+                "prlimit (util-linux) not found: process containers run without rlimits"
+            );
+        }
+        let pids = parent_cgroup("pids");
+        let memory = parent_cgroup("memory");
+        if pids.is_none() || memory.is_none() {
+            tracing::warn!(
+                pids = pids.is_some(),
+                memory = memory.is_some(),
+                "cgroup v1 pids/memory hierarchies not writable: process containers run \
+                 without those limits"
+            );
+        }
+        Probe {
+            prlimit,
+            pids,
+            memory,
+        }
+    })
+}
+
+/// What is enforced on this machine.
+pub fn enforcement() -> Enforcement {
+    let p = probe();
+    Enforcement {
+        rlimits: p.prlimit.is_some(),
+        pids_cgroup: p.pids.is_some(),
+        memory_cgroup: p.memory.is_some(),
+    }
+}
+
+/// `name` on the platform's `PATH`, if it is a file there.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `<the platform's own cgroup in the v1 hierarchy of controller>/whisk`, created if needed;
+/// `None` when there is no such hierarchy or it is not writable.
+fn parent_cgroup(controller: &str) -> Option<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    })?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let dir = mounts.lines().find_map(|l| {
+        let (mount, fs) = l.split_once(" - ")?;
+        let mut fs = fs.split_whitespace();
+        if fs.next()? != "cgroup" || !fs.nth(1)?.split(',').any(|o| o == controller) {
+            return None;
+        }
+        let mut fields = mount.split_whitespace();
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        let rel = own.strip_prefix(root).unwrap_or(&own);
+        Some(Path::new(point).join(rel.trim_start_matches('/')))
+    })?;
+    let parent = dir.join("whisk");
+    match std::fs::create_dir(&parent) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    if !parent.join("cgroup.procs").is_file() {
+        return None;
+    }
+    sweep(&parent);
+    Some(parent)
+}
+
+/// Removes cgroups left behind by platforms that exited without destroying their containers:
+/// empty ones whose creating process is gone (their names start with its pid) or that are
+/// older than a minute (a younger one of a live platform may be about to get its process).
+fn sweep(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let stale = std::time::SystemTime::now() - Duration::from_secs(60);
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let orphan = name
+            .split_once('.')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < stale);
+        let empty = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty());
+        if (orphan || old) && empty {
+            let _ = std::fs::remove_dir(&dir); // fails harmlessly if it is in use
+        }
+    }
+}
+
+/// A name usable as a directory name: `name` cleaned, plus a random suffix.
+pub(crate) fn slot_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{clean}-{}", &random[..10])
+}
+
+/// Creates the container's private working directory `base/containers/slot` (mode 0700).
+pub(crate) fn create_workdir(base: &Path, slot: &str) -> std::io::Result<PathBuf> {
+    let parent = base.join("containers");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&parent)?;
+    let dir = parent.join(slot);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// The command that starts `program args` confined: rlimits through `prlimit`, an empty
+/// environment plus `env`, `workdir` as current directory, `HOME` and `TMPDIR`, and a
+/// process group of its own.
+pub(crate) fn command(
+    program: &str,
+    args: &[String],
+    kind: &str,
+    memory_mb: u64,
+    workdir: &Path,
+    env: &[(String, String)],
+) -> tokio::process::Command {
+    let mut cmd = match &probe().prlimit {
+        Some(prlimit) => {
+            let mut cmd = tokio::process::Command::new(prlimit);
+            cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
+                .arg("--core=0");
+            if let Some(bytes) = address_space_limit(kind, memory_mb) {
+                cmd.arg(format!("--as={bytes}"));
+            }
+            cmd.arg("--").arg(program);
+            cmd
+        }
+        None => tokio::process::Command::new(program),
+    };
+    cmd.args(args)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env("HOME", workdir)
+        .env("TMPDIR", workdir)
+        .env("LANG", "C.UTF-8")
+        .env("WHISK_RUNTIME_PORT", "0")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workdir)
+        .process_group(0);
+    cmd
+}
+
+/// The `RLIMIT_AS` of a container of `kind`, in bytes: only Python kinds get one (see the
+/// module documentation).
+pub(crate) fn address_space_limit(kind: &str, memory_mb: u64) -> Option<u64> {
+    kind.starts_with("python:")
+        .then(|| (memory_mb * ADDRESS_SPACE_FACTOR).max(MIN_ADDRESS_SPACE_MB) * 1024 * 1024)
+}
+
+/// Warns once per process about a cgroup operation that failed.
+fn warn_once(what: &str, error: &std::io::Error) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(error = %error, "{what}: process containers may run without cgroup limits");
+    }
+}
+
+/// The cgroups of one container (none where the machine has none for us).
+#[derive(Debug, Default)]
+pub(crate) struct Cgroups {
+    pids: Option<PathBuf>,
+    memory: Option<PathBuf>,
+}
+
+impl Cgroups {
+    /// Creates the cgroups of container `slot` with its limits.
+    pub(crate) fn create(slot: &str, memory_mb: u64) -> Self {
+        let p = probe();
+        let make = |parent: &Option<PathBuf>, limits: &[(&str, String)]| -> Option<PathBuf> {
+            let dir = parent
+                .as_ref()?
+                .join(format!("{}.{slot}", std::process::id()));
+            if let Err(e) = std::fs::create_dir(&dir) {
+                warn_once("cannot create a container cgroup", &e);
+                return None;
+            }
+            for (file, value) in limits {
+                let path = dir.join(file);
+                if !path.exists() {
+                    continue; // e.g. memory.memsw.* without swap accounting
+                }
+                if let Err(e) = std::fs::write(&path, value) {
+                    warn_once("cannot set a container cgroup limit", &e);
+                    let _ = std::fs::remove_dir(&dir);
+                    return None;
+                }
+            }
+            Some(dir)
+        };
+        let bytes = (memory_mb * 1024 * 1024).to_string();
+        Self {
+            pids: make(&p.pids, &[("pids.max", PIDS_MAX.to_string())]),
+            memory: make(
+                &p.memory,
+                &[
+                    ("memory.limit_in_bytes", bytes.clone()),
+                    ("memory.memsw.limit_in_bytes", bytes),
+                ],
+            ),
+        }
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.pids.iter().chain(self.memory.iter())
+    }
+
+    /// Moves process `pid` (and so its future children) into the cgroups.
+    pub(crate) fn attach(&self, pid: u32) {
+        for dir in self.dirs() {
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                warn_once("cannot move a runtime into its cgroup", &e);
+            }
+        }
+    }
+
+    /// The processes in the container's cgroup.
+    fn members(&self) -> Vec<i32> {
+        let Some(dir) = self.pids.as_ref().or(self.memory.as_ref()) else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Sends `signal` to every process in the cgroup; returns how many there were.
+    pub(crate) fn signal_all(&self, signal: Signal) -> usize {
+        let members = self.members();
+        for pid in &members {
+            let _ = kill(Pid::from_raw(*pid), signal);
+        }
+        members.len()
+    }
+
+    /// How many times the kernel's OOM killer struck in the memory cgroup.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let Some(dir) = &self.memory else { return 0 };
+        std::fs::read_to_string(dir.join("memory.oom_control"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills whatever still runs in the cgroups, then removes them (retrying while the
+    /// killed processes exit). Blocking: call from a blocking context.
+    pub(crate) fn remove_blocking(&self, patience: Duration) {
+        let deadline = std::time::Instant::now() + patience;
+        for dir in self.dirs() {
+            loop {
+                let late = std::time::Instant::now() > deadline;
+                if self.signal_all(Signal::SIGKILL) == 0 || late {
+                    match std::fs::remove_dir(dir) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                        Err(e) if late => {
+                            let dir = dir.display();
+                            tracing::warn!(cgroup = %dir, error = %e, "cgroup not removed");
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Sends `signal` to process group `pgid`.
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
+    killpg(Pid::from_raw(pgid as i32), signal)
+}
