@@ -101,7 +101,7 @@ impl Standalone {
         };
         let truncation = controller_config.limits.result_truncation_bytes as usize;
         let pool = ContainerPool::new(
-            Arc::new(ProcessExecutor::new()?),
+            Arc::new(ProcessExecutor::new()?.with_manifest(&config.manifest)),
             RuntimeClient::new(truncation),
             PoolConfig {
                 invoker_id: 0,

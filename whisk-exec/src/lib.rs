@@ -25,4 +25,5 @@ mod process;
 mod runtimes;
 
 pub use isolation::Enforcement;
-pub use process::{Launcher, ProcessExecutor};
+pub use process::ProcessExecutor;
+pub use runtimes::{Launcher, PortMode};

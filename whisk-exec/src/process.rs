@@ -4,7 +4,8 @@
 
 use crate::isolation::{self, Cgroups, Enforcement};
 use crate::logbuf::LogBuffer;
-pub use crate::runtimes::Launcher;
+use crate::runtimes::Launcher;
+use crate::runtimes::PortMode;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
@@ -44,6 +45,17 @@ impl ProcessExecutor {
         std::fs::create_dir_all(&dir)?;
         let launchers = crate::runtimes::bundled(&dir)?;
         Ok(Self { dir, launchers })
+    }
+
+    /// Adds the external runtime proxies of `manifest`'s kinds that name a `launcher`
+    /// command (they replace bundled launchers of the same kind).
+    pub fn with_manifest(mut self, manifest: &whisk_core::entity::RuntimeManifest) -> Self {
+        for kind in manifest.kinds() {
+            if let Some(l) = kind.launcher.as_deref().and_then(Launcher::external) {
+                self.launchers.insert(kind.kind.clone(), l);
+            }
+        }
+        self
     }
 
     /// Adds or replaces the launcher of `kind`.
@@ -96,13 +108,32 @@ impl ContainerExecutor for ProcessExecutor {
             workdir,
             cgroups: Cgroups::create(&slot, spec.memory_mb),
         });
+        let assigned =
+            match launcher.port {
+                PortMode::Announced => None,
+                PortMode::Assigned => Some(free_port().map_err(|e| {
+                    ExecutorError::StartFailed(format!("no free loopback port: {e}"))
+                })?),
+            };
+        let args: Vec<String> = match assigned {
+            Some(port) => launcher
+                .args
+                .iter()
+                .map(|a| a.replace("{port}", &port.to_string()))
+                .collect(),
+            None => launcher.args.clone(),
+        };
+        let mut env = spec.env.clone();
+        if let Some(port) = assigned {
+            env.push(("WHISK_RUNTIME_PORT".into(), port.to_string()));
+        }
         let spawned = isolation::command(
             &launcher.program,
-            &launcher.args,
+            &args,
             &spec.kind,
             spec.memory_mb,
             &confinement.workdir,
-            &spec.env,
+            &env,
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -132,14 +163,26 @@ impl ContainerExecutor for ProcessExecutor {
         let err_logs = logs.clone();
         tokio::spawn(async move { err_logs.capture(stderr, Stream::Stderr).await });
 
-        // The first stdout line announces the port; everything after it is action output.
+        // Whisk's launchers announce the port on their first stdout line; everything after it
+        // is action output. An external proxy was given its port: wait until it listens.
         let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        let announced = tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
-        let port = first
-            .trim()
-            .strip_prefix("whisk-runtime-port:")
-            .and_then(|p| p.trim().parse::<u16>().ok());
+        let (announced, port) = match assigned {
+            None => {
+                let announced =
+                    tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
+                let port = first
+                    .trim()
+                    .strip_prefix("whisk-runtime-port:")
+                    .and_then(|p| p.trim().parse::<u16>().ok());
+                (announced.map(|_| ()), port)
+            }
+            Some(port) => {
+                let ready = tokio::time::timeout(START_TIMEOUT, listening(port, &mut child)).await;
+                let up = matches!(ready, Ok(true));
+                (ready.map(|_| ()), up.then_some(port))
+            }
+        };
         let Some(port) = port else {
             abandoned.0 = None;
             confinement.kill(pgid);
@@ -175,6 +218,29 @@ impl ContainerExecutor for ProcessExecutor {
             confinement,
             oom_kills_seen: AtomicU64::new(0),
         }))
+    }
+}
+
+/// A free loopback port (bound and released: a runtime started right after binds it).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts connections on loopback `port`; false when `child` exits first.
+async fn listening(port: u16, child: &mut tokio::process::Child) -> bool {
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -345,10 +411,7 @@ mod tests {
     async fn a_launcher_that_never_announces_fails_cleanly() {
         let exec = ProcessExecutor::new().unwrap().with_launcher(
             "broken:1",
-            Launcher {
-                program: "sh".into(),
-                args: vec!["-c".into(), "echo oops >&2; exit 3".into()],
-            },
+            Launcher::new("sh", &["-c", "echo oops >&2; exit 3"]),
         );
         let spec = ContainerSpec {
             name: "b".into(),

@@ -35,15 +35,40 @@ pub struct Launcher {
     pub program: String,
     /// Its arguments, e.g. the launcher script.
     pub args: Vec<String>,
+    /// How the runtime's port is found: announced on its first stdout line (whisk's
+    /// launchers), or chosen by the executor and handed to an external runtime proxy.
+    pub port: PortMode,
+}
+
+/// How the executor learns a runtime's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// The runtime binds `$WHISK_RUNTIME_PORT` (0 = any) and prints `whisk-runtime-port: <n>`.
+    Announced,
+    /// The executor picks a free loopback port, passes it as `{port}` in the arguments and as
+    /// `$WHISK_RUNTIME_PORT`, and waits until the runtime accepts connections on it (any
+    /// proxy speaking the OpenWhisk runtime protocol, e.g. OpenWhisk's own).
+    Assigned,
 }
 
 impl Launcher {
-    /// `program args...`.
+    /// `program args...`, announcing its port like whisk's launchers.
     pub fn new(program: &str, args: &[&str]) -> Self {
         Self {
             program: program.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            port: PortMode::Announced,
         }
+    }
+
+    /// An external runtime proxy `command[0] command[1..]` listening on an assigned port.
+    pub fn external(command: &[String]) -> Option<Self> {
+        let (program, args) = command.split_first()?;
+        Some(Self {
+            program: program.clone(),
+            args: args.to_vec(),
+            port: PortMode::Assigned,
+        })
     }
 }
 

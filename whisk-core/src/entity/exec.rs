@@ -55,6 +55,10 @@ pub struct RuntimeKind {
     /// Prewarm configuration, kept as given.
     #[serde(default, rename = "stemCells", skip_serializing_if = "Option::is_none")]
     pub stem_cells: Option<Value>,
+    /// For the process executor: a command starting an external runtime proxy for this kind
+    /// (`{port}` in an argument becomes the port it must listen on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher: Option<Vec<String>>,
 }
 
 /// Prewarmed containers to keep for one kind and memory.
