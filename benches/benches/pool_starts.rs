@@ -75,6 +75,10 @@ async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duratio
     let t = Instant::now();
     let mut child = tokio::process::Command::new(k.program)
         .args((k.args)(launcher))
+        // The same environment a container gets: nothing of the platform's but PATH.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANG", "C.UTF-8")
         .env("WHISK_RUNTIME_PORT", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -113,6 +117,10 @@ async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duratio
 async fn direct_warm(k: &Kind, launcher: &str, client: &RuntimeClient) -> Stats {
     let mut child = tokio::process::Command::new(k.program)
         .args((k.args)(launcher))
+        // The same environment a container gets: nothing of the platform's but PATH.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANG", "C.UTF-8")
         .env("WHISK_RUNTIME_PORT", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

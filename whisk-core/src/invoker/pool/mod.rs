@@ -266,6 +266,16 @@ impl ContainerPool {
             let spec = me.spec(&kind, None, memory_mb, &format!("prewarm_{}", clean(&kind)));
             match me.executor.create(&spec).await {
                 Ok(container) => {
+                    // Warm the runtime's request path and the pooled connection to it: a /run
+                    // before /init is refused by every runtime without side effects.
+                    let _ = me
+                        .client
+                        .run(
+                            container.endpoint(),
+                            &serde_json::json!({"value": {}}),
+                            Duration::from_secs(2),
+                        )
+                        .await;
                     let mut victims = Vec::new();
                     {
                         let mut st = me.state.lock().unwrap();
