@@ -45,13 +45,19 @@
 //!   gigabytes costs the platform CPU, not memory. An action that closes its stdout ends its
 //!   activations at the stderr sentinel.
 //!
+//! - **Files, where `bwrap` (bubblewrap) is usable.** Each launcher runs in a bwrap sandbox:
+//!   the root file system read-only, a private `/tmp`, the executor's `containers` directory
+//!   replaced by an empty one except the container's own (writable) directory, and the paths
+//!   given to `ProcessExecutor::with_hidden` replaced by empty ones. Other containers' files and
+//!   hidden platform data are invisible; nothing outside the container's directory and `/tmp`
+//!   is writable.
+//!
 //! # Not isolated
 //!
-//! - **Files.** Actions run as the platform's own user. Mode 0700 keeps other *users* out of
-//!   a container's directory, but every action can read and write whatever the platform's
-//!   user can: other containers' directories, the platform's files, and — when the platform
-//!   runs as root — the whole machine. There is no mount namespace (`bwrap` is not used) and
-//!   no disk quota.
+//! - **Files without bwrap.** Actions run as the platform's own user. Mode 0700 keeps other
+//!   *users* out of a container's directory, but every action can then read and write
+//!   whatever the platform's user can. With bwrap, the rest of the file system is still
+//!   readable. There is no disk quota.
 //! - **Processes and signals.** No PID namespace: an action sees every process in `/proc`
 //!   and may signal any process of the same user, the platform included.
 //! - **Network.** No network namespace: actions reach the loopback interface, so the
@@ -91,10 +97,15 @@ pub struct Enforcement {
     pub pids_cgroup: bool,
     /// Each container gets a cgroup v1 `memory` limit.
     pub memory_cgroup: bool,
+    /// Each container sees the file system through `bwrap`: read-only, with only its own
+    /// directory writable and other containers' directories (and hidden paths) invisible.
+    pub filesystem: bool,
 }
 
 struct Probe {
     prlimit: Option<PathBuf>,
+    /// `bwrap` (bubblewrap), when it is installed and can build a sandbox here.
+    bwrap: Option<PathBuf>,
     /// The `whisk` parent cgroup in the `pids` hierarchy.
     pids: Option<PathBuf>,
     /// The `whisk` parent cgroup in the `memory` hierarchy.
@@ -110,6 +121,29 @@ fn probe() -> &'static Probe {
                 "prlimit (util-linux) not found: process containers run without rlimits"
             );
         }
+        let bwrap = find_program("bwrap").filter(|b| {
+            std::process::Command::new(b)
+                .args([
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "true",
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if bwrap.is_none() {
+            tracing::warn!(
+                "bwrap (bubblewrap) not usable: process containers share the file system"
+            );
+        }
         let pids = parent_cgroup("pids");
         let memory = parent_cgroup("memory");
         if pids.is_none() || memory.is_none() {
@@ -122,6 +156,7 @@ fn probe() -> &'static Probe {
         }
         Probe {
             prlimit,
+            bwrap,
             pids,
             memory,
         }
@@ -135,6 +170,7 @@ pub fn enforcement() -> Enforcement {
         rlimits: p.prlimit.is_some(),
         pids_cgroup: p.pids.is_some(),
         memory_cgroup: p.memory.is_some(),
+        filesystem: p.bwrap.is_some(),
     }
 }
 
@@ -240,9 +276,11 @@ pub(crate) fn create_workdir(base: &Path, slot: &str) -> std::io::Result<PathBuf
     Ok(dir)
 }
 
-/// The command that starts `program args` confined: rlimits through `prlimit`, an empty
-/// environment plus `env`, `workdir` as current directory, `HOME` and `TMPDIR`, and a
-/// process group of its own.
+/// The command that starts `program args` confined: in a `bwrap` file-system sandbox where
+/// available (the root file system read-only, the containers' directory replaced by an empty
+/// one except `workdir`, `hidden` paths and `/tmp` replaced by empty ones), with rlimits
+/// through `prlimit`, an empty environment plus `env`, `workdir` as current directory, `HOME`
+/// and `TMPDIR`, and a process group of its own.
 pub(crate) fn command(
     program: &str,
     args: &[String],
@@ -250,21 +288,57 @@ pub(crate) fn command(
     memory_mb: u64,
     workdir: &Path,
     env: &[(String, String)],
+    hidden: &[PathBuf],
 ) -> tokio::process::Command {
-    let mut cmd = match &probe().prlimit {
-        Some(prlimit) => {
-            let mut cmd = tokio::process::Command::new(prlimit);
-            cmd.arg(format!("--nofile={NOFILE}:{NOFILE}"))
-                .arg("--core=0");
-            if let Some(bytes) = address_space_limit(kind, memory_mb) {
-                cmd.arg(format!("--as={bytes}"));
-            }
-            cmd.arg("--").arg(program);
-            cmd
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(bwrap) = &probe().bwrap {
+        argv.push(bwrap.into());
+        for a in [
+            "--die-with-parent",
+            "--unsetenv",
+            "PWD",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+        ] {
+            argv.push(a.into());
         }
-        None => tokio::process::Command::new(program),
-    };
-    cmd.args(args)
+        // The runtimes directory (launchers) may live under /tmp: bring it back read-only.
+        let containers = workdir.parent();
+        if let Some(runtimes) = containers.and_then(Path::parent) {
+            argv.extend(["--ro-bind".into(), runtimes.into(), runtimes.into()]);
+        }
+        let mut tmpfs = |p: &Path| {
+            argv.push("--tmpfs".into());
+            argv.push(p.into());
+        };
+        for h in hidden.iter().filter(|h| h.is_dir()) {
+            tmpfs(h);
+        }
+        if let Some(containers) = containers {
+            tmpfs(containers);
+        }
+        argv.extend(["--bind".into(), workdir.into(), workdir.into(), "--".into()]);
+    }
+    if let Some(prlimit) = &probe().prlimit {
+        argv.push(prlimit.into());
+        argv.push(format!("--nofile={NOFILE}:{NOFILE}").into());
+        argv.push("--core=0".into());
+        if let Some(bytes) = address_space_limit(kind, memory_mb) {
+            argv.push(format!("--as={bytes}").into());
+        }
+        argv.push("--".into());
+    }
+    argv.push(program.into());
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .args(args)
         .env_clear()
         .env(
             "PATH",
@@ -349,6 +423,31 @@ impl Cgroups {
         for dir in self.dirs() {
             if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
                 warn_once("cannot move a runtime into its cgroup", &e);
+            }
+        }
+    }
+
+    /// Moves every process of process group `pgid` into the cgroups: the sandbox wrapper may
+    /// have started the launcher before the wrapper itself was moved in.
+    pub(crate) fn attach_group(&self, pgid: u32) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the parenthesised command: state, ppid, pgrp, ...
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            if rest.split(' ').nth(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+                && pid != pgid
+            {
+                self.attach(pid);
             }
         }
     }

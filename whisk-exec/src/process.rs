@@ -33,6 +33,8 @@ const MEMORY_EXHAUSTED: &str = "The action exhausted its memory and was aborted.
 /// ([`Enforcement`] says what this machine enforces).
 pub struct ProcessExecutor {
     dir: PathBuf,
+    /// Paths containers must not see (the platform's data directory, ...).
+    hidden: Vec<PathBuf>,
     launchers: HashMap<String, Launcher>,
 }
 
@@ -44,7 +46,11 @@ impl ProcessExecutor {
             std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         let launchers = crate::runtimes::bundled(&dir)?;
-        Ok(Self { dir, launchers })
+        Ok(Self {
+            dir,
+            hidden: Vec::new(),
+            launchers,
+        })
     }
 
     /// Adds the external runtime proxies of `manifest`'s kinds that name a `launcher`
@@ -55,6 +61,13 @@ impl ProcessExecutor {
                 self.launchers.insert(kind.kind.clone(), l);
             }
         }
+        self
+    }
+
+    /// Hides `path` (a directory, e.g. the platform's data directory) from every container
+    /// where the file-system sandbox is available.
+    pub fn with_hidden(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hidden.push(path.into());
         self
     }
 
@@ -134,6 +147,7 @@ impl ContainerExecutor for ProcessExecutor {
             spec.memory_mb,
             &confinement.workdir,
             &env,
+            &self.hidden,
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -207,6 +221,9 @@ impl ContainerExecutor for ProcessExecutor {
             )));
         };
         abandoned.0 = None;
+        // The launcher is up; everything it is made of joins the cgroups before any action
+        // code runs (only `/init` loads the action).
+        confinement.cgroups.attach_group(pgid);
         let out_logs = logs.clone();
         tokio::spawn(async move { out_logs.capture(stdout, Stream::Stdout).await });
         Ok(Arc::new(ProcessContainer {

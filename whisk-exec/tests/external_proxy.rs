@@ -33,7 +33,9 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 #[tokio::test]
 async fn manifest_launcher_commands_run_external_proxies() {
-    let dir = std::env::temp_dir().join(format!("whisk-proxy-{}", std::process::id()));
+    // Outside /tmp: the sandbox gives containers a private /tmp.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("whisk-proxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("proxy.py");
     std::fs::write(&script, PROXY).unwrap();

@@ -99,6 +99,15 @@ def env_string(value):
     return value if isinstance(value, str) else to_json(value)
 
 
+def exit_status(proc, grace=1.0):
+    """The child's exit status, waiting briefly: its fd 3 closes as it exits, a moment before
+    the exit is visible."""
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def describe_exit(returncode):
     if returncode is None:
         return "closed its result channel (fd 3)"
@@ -429,7 +438,7 @@ def start(value):
                 ) from None
             if ack is None:
                 raise InitError(
-                    f"The action {describe_exit(proc.poll())} before acknowledging its start."
+                    f"The action {describe_exit(exit_status(proc))} before acknowledging its start."
                 )
             try:
                 ok = json.loads(ack).get("ok") is True
