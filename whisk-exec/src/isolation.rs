@@ -46,11 +46,11 @@
 //!   activations at the stderr sentinel.
 //!
 //! - **Files, where `bwrap` (bubblewrap) is usable.** Each launcher runs in a bwrap sandbox:
-//!   the root file system read-only, a private `/tmp`, the executor's `containers` directory
-//!   replaced by an empty one except the container's own (writable) directory, and the paths
-//!   given to `ProcessExecutor::with_hidden` replaced by empty ones. Other containers' files and
-//!   hidden platform data are invisible; nothing outside the container's directory and `/tmp`
-//!   is writable.
+//!   the root file system read-only (also `/tmp`; `TMPDIR` is the container's directory), the
+//!   executor's `containers` directory replaced by an empty one except the container's own
+//!   (writable) directory, and the paths given to `ProcessExecutor::with_hidden` replaced by
+//!   empty ones. Other containers' files and hidden platform data are invisible; nothing
+//!   outside the container's directory is writable.
 //!
 //! # Not isolated
 //!
@@ -278,7 +278,7 @@ pub(crate) fn create_workdir(base: &Path, slot: &str) -> std::io::Result<PathBuf
 
 /// The command that starts `program args` confined: in a `bwrap` file-system sandbox where
 /// available (the root file system read-only, the containers' directory replaced by an empty
-/// one except `workdir`, `hidden` paths and `/tmp` replaced by empty ones), with rlimits
+/// one except `workdir`, `hidden` paths replaced by empty ones), with rlimits
 /// through `prlimit`, an empty environment plus `env`, `workdir` as current directory, `HOME`
 /// and `TMPDIR`, and a process group of its own.
 pub(crate) fn command(
@@ -304,16 +304,10 @@ pub(crate) fn command(
             "/dev",
             "--proc",
             "/proc",
-            "--tmpfs",
-            "/tmp",
         ] {
             argv.push(a.into());
         }
-        // The runtimes directory (launchers) may live under /tmp: bring it back read-only.
         let containers = workdir.parent();
-        if let Some(runtimes) = containers.and_then(Path::parent) {
-            argv.extend(["--ro-bind".into(), runtimes.into(), runtimes.into()]);
-        }
         let mut tmpfs = |p: &Path| {
             argv.push("--tmpfs".into());
             argv.push(p.into());

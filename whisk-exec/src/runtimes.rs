@@ -101,6 +101,8 @@ pub(crate) fn bundled(dir: &Path) -> std::io::Result<HashMap<String, Launcher>> 
                 "-cp",
                 &classpath,
                 "-XX:+UseSerialGC",
+                // Temporary files (the action's jar) go to the container's own directory.
+                "-Djava.io.tmpdir=.",
                 "-XX:TieredStopAtLevel=1",
                 "-Xshare:auto",
                 "Launcher",
