@@ -70,12 +70,18 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
-/// The bare interpreter: start the launcher, read its port, `/init` and `/run` once.
-async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duration {
-    let t = Instant::now();
+/// Starts `k`'s launcher directly, with a container's environment (nothing of the platform's
+/// but `PATH`), and reads the port it announces.
+async fn spawn_bare(
+    k: &Kind,
+    launcher: &str,
+) -> (
+    tokio::process::Child,
+    BufReader<tokio::process::ChildStdout>,
+    String,
+) {
     let mut child = tokio::process::Command::new(k.program)
         .args((k.args)(launcher))
-        // The same environment a container gets: nothing of the platform's but PATH.
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
@@ -90,7 +96,13 @@ async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duratio
     let mut line = String::new();
     out.read_line(&mut line).await.unwrap();
     let port = line.trim().rsplit(' ').next().unwrap().to_string();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    (child, out, format!("http://127.0.0.1:{port}"))
+}
+
+/// The bare interpreter: start the launcher, read its port, `/init` and `/run` once.
+async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duration {
+    let t = Instant::now();
+    let (mut child, out, endpoint) = spawn_bare(k, launcher).await;
     let init = client
         .init(
             &endpoint,
@@ -115,27 +127,8 @@ async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duratio
 
 /// A warm `/run` on a runtime started directly (the floor of warm and prewarmed starts).
 async fn direct_warm(k: &Kind, launcher: &str, client: &RuntimeClient) -> Stats {
-    let mut child = tokio::process::Command::new(k.program)
-        .args((k.args)(launcher))
-        // The same environment a container gets: nothing of the platform's but PATH.
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANG", "C.UTF-8")
-        .env("WHISK_RUNTIME_PORT", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).await.unwrap();
+    let (mut child, mut out, endpoint) = spawn_bare(k, launcher).await;
     tokio::spawn(async move { tokio::io::copy(&mut out, &mut tokio::io::sink()).await });
-    let endpoint = format!(
-        "http://127.0.0.1:{}",
-        line.trim().rsplit(' ').next().unwrap()
-    );
     client
         .init(
             &endpoint,
@@ -211,6 +204,8 @@ fn main() {
         for k in &KINDS {
             let launcher = dir.join(format!("launcher-{}", k.program));
             std::fs::write(&launcher, k.launcher).unwrap();
+            // The Python launcher imports its HTTP side from beside it.
+            std::fs::write(dir.join("runtime_http.py"), whisk_exec::PYTHON_RUNTIME_HTTP).unwrap();
             let launcher = launcher.to_string_lossy().to_string();
             let invoke = |base: String, name: String| {
                 let http = http.clone();

@@ -26,4 +26,4 @@ mod runtimes;
 
 pub use isolation::Enforcement;
 pub use process::ProcessExecutor;
-pub use runtimes::{Launcher, PortMode};
+pub use runtimes::{Launcher, PortMode, PYTHON_RUNTIME_HTTP};

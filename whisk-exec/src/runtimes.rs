@@ -21,6 +21,8 @@ const PYTHON_LAUNCHER: &str = include_str!("../runtimes/python/launcher.py");
 /// The bundled actionloop proxy (`blackbox`): native executables speaking OpenWhisk's
 /// actionloop protocol (JSON lines on stdin, results on fd 3), run with `python3`.
 const ACTIONLOOP_LAUNCHER: &str = include_str!("../runtimes/actionloop/launcher.py");
+/// The HTTP side shared by the Python launchers (imported from beside them).
+pub const PYTHON_RUNTIME_HTTP: &str = include_str!("../runtimes/python/runtime_http.py");
 /// The bundled Java launcher (`java:17`), compiled on first use.
 const JAVA_LAUNCHER: &str = include_str!("../runtimes/java/Launcher.java");
 /// The Java kind.
@@ -84,6 +86,7 @@ pub(crate) fn bundled(dir: &Path) -> std::io::Result<HashMap<String, Launcher>> 
     let mut launchers = HashMap::new();
     let node = write(dir, "launcher.js", NODEJS_LAUNCHER)?;
     launchers.insert("nodejs:20".to_string(), Launcher::new("node", &[&node]));
+    write(dir, "runtime_http.py", PYTHON_RUNTIME_HTTP)?;
     let python = write(dir, "launcher.py", PYTHON_LAUNCHER)?;
     launchers.insert(
         "python:3.11".to_string(),

@@ -34,7 +34,6 @@ import re
 import select
 import shutil
 import signal
-import socketserver
 import stat
 import subprocess
 import sys
@@ -43,7 +42,8 @@ import threading
 import time
 import zipfile
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from runtime_http import serve, to_json  # beside this file
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
 
@@ -51,11 +51,6 @@ RESULT_FD = 3  # the child's result channel, as in OpenWhisk's actionloop
 START_GRACE = 0.05  # seconds a fresh child is watched for an immediate exit (no ack mode)
 POLL_INTERVAL = 0.25  # seconds between liveness checks while waiting on fd 3
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or an empty archive
-
-
-def to_json(value, **options):
-    """Compact JSON text (same spacing as JavaScript's JSON.stringify)."""
-    return json.dumps(value, separators=(",", ":"), **options)
 
 
 NOT_A_DICT = {"error": "The action did not return a dictionary or array."}
@@ -494,80 +489,8 @@ def handle_run(msg):
         return status, body
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    disable_nagle_algorithm = True
-    routes = {"/init": handle_init, "/run": handle_run}
-
-    def log_message(self, *args):
-        pass  # stdout/stderr belong to the action
-
-    def reply(self, status, payload):
-        body = payload if isinstance(payload, bytes) else to_json(payload).encode()
-        self.send_response_only(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0], 16)
-                if size < 0:
-                    raise ValueError("negative chunk size")
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # skip trailers
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        return self.rfile.read(length)
-
-    def do_POST(self):
-        try:
-            raw = self.read_body()  # always consumed, to keep the connection in sync
-        except ValueError:
-            self.close_connection = True
-            return self.reply(400, {"error": "Malformed request body framing."})
-        route = self.routes.get(self.path.split("?", 1)[0]) if self.command == "POST" else None
-        if route is None:
-            return self.reply(404, {"error": "not found"})
-        try:
-            msg = json.loads(raw)
-        except ValueError as ex:
-            return self.reply(400, {"error": f"Invalid JSON request body: {ex}"})
-        if not isinstance(msg, dict):
-            return self.reply(400, {"error": "The request body must be a JSON object."})
-        self.reply(*route(msg))
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # all 404
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        pass  # never print tracebacks; the connection is simply closed
-
-
-def watch_stdin():
-    """The platform holds our stdin open; EOF (or an error) means it went away."""
-    try:
-        while os.read(0, 65536):
-            pass
-    except OSError:
-        pass
+def on_exit():
+    """The platform went away: kill the child (and, leading our own process group, it all)."""
     pid = child_pid  # not under the lock: a /run may be blocked on the child
     if pid:
         kill(pid)
@@ -575,16 +498,11 @@ def watch_stdin():
             # Leading a process group of our own (as the process executor starts us): take
             # down whatever else the child started, and ourselves with it.
             os.killpg(0, signal.SIGKILL)
-    os._exit(0)
 
 
 def main():
     reserve_result_fd()  # first: nothing else may ever get descriptor 3
-    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    server = Server(("127.0.0.1", int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
-    sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
-    sys.stdout.flush()
-    server.serve_forever()
+    serve({"/init": handle_init, "/run": handle_run}, on_exit)
 
 
 if __name__ == "__main__":

@@ -9,21 +9,15 @@ be started as `python3 -u launcher.py`.
 
 import base64
 import io
-import json
 import os
-import socketserver
 import sys
 import tempfile
 import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from runtime_http import serve, to_json  # beside this file
 
 SENTINEL = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX\n"
-
-
-def to_json(value, **options):
-    """Compact JSON text (same spacing as JavaScript's JSON.stringify)."""
-    return json.dumps(value, separators=(",", ":"), **options)
 
 
 NOT_A_DICT = to_json({"error": "The action did not return a dictionary or array."}).encode()
@@ -177,89 +171,8 @@ def handle_run(msg):
         return status, body
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    disable_nagle_algorithm = True
-    routes = {"/init": handle_init, "/run": handle_run}
-
-    def log_message(self, *args):
-        pass  # stdout/stderr belong to the action
-
-    def reply(self, status, payload):
-        body = payload if isinstance(payload, bytes) else to_json(payload).encode()
-        self.send_response_only(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0], 16)
-                if size < 0:
-                    raise ValueError("negative chunk size")
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # skip trailers
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        return self.rfile.read(length)
-
-    def do_POST(self):
-        try:
-            raw = self.read_body()  # always consumed, to keep the connection in sync
-        except ValueError:
-            self.close_connection = True
-            return self.reply(400, {"error": "Malformed request body framing."})
-        route = self.routes.get(self.path.split("?", 1)[0]) if self.command == "POST" else None
-        if route is None:
-            return self.reply(404, {"error": "not found"})
-        try:
-            msg = json.loads(raw)
-        except ValueError as ex:
-            return self.reply(400, {"error": f"Invalid JSON request body: {ex}"})
-        if not isinstance(msg, dict):
-            return self.reply(400, {"error": "The request body must be a JSON object."})
-        self.reply(*route(msg))
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # all 404
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def handle_error(self, request, client_address):
-        pass  # never print tracebacks; the connection is simply closed
-
-
-def watch_stdin():
-    """The platform holds our stdin open; EOF (or an error) means it went away."""
-    try:
-        while os.read(0, 65536):
-            pass
-    except OSError:
-        pass
-    os._exit(0)
-
-
 def main():
-    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    server = Server(("127.0.0.1", int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
-    sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
-    sys.stdout.flush()
-    server.serve_forever()
+    serve({"/init": handle_init, "/run": handle_run})
 
 
 if __name__ == "__main__":
