@@ -128,6 +128,16 @@ impl Store for MemoryStore {
     async fn namespace_identity(&self, namespace: &str) -> Result<Option<Identity>, StoreError> {
         Ok(self.find_subject(|s| s.namespace_identity(namespace)))
     }
+
+    async fn activation_namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.activations.read().unwrap();
+        let names: std::collections::BTreeSet<&str> = db
+            .docs
+            .values()
+            .filter_map(|d| d.body.get("namespace").and_then(Value::as_str))
+            .collect();
+        Ok(names.into_iter().map(str::to_string).collect())
+    }
 }
 
 #[cfg(test)]

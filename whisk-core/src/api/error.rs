@@ -114,6 +114,13 @@ impl From<crate::store::StoreError> for ApiError {
             AlreadyExists => Self::exists(),
             Conflict => Self::conflict(),
             Unavailable(m) => Self::unavailable(format!("The data store is unavailable: {m}")),
+            Corrupt(m) => {
+                tracing::error!(document = %m, "corrupt document");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Resource is corrupted and cannot be read.",
+                )
+            }
             other => Self::internal(other),
         }
     }

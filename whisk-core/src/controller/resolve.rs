@@ -63,7 +63,7 @@ impl Controller {
             return Err(ResolveError::WrongCollection);
         }
         let entity = serde_json::from_value(doc.body)
-            .map_err(|e| StoreError::Other(format!("unreadable entity {id}: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("{entity_type} {id}: {e}")))?;
         Ok((entity, doc.rev))
     }
 

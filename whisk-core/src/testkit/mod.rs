@@ -40,7 +40,10 @@ macro_rules! store_conformance_tests {
                 list_newest_first_with_skip_limit_count,
                 list_by_namespace_and_type,
                 activations_filter_by_time_and_name,
-                identity_lookup_by_key
+                identity_lookup_by_key,
+                activation_namespaces_are_distinct,
+                action_code_of_any_size_round_trips,
+                ids_with_name_characters
             ]
         );
     };

@@ -136,6 +136,7 @@ pub async fn list_newest_first_with_skip_limit_count(s: Arc<impl Store>) {
     let mut q = Query {
         collection: Some(Collection::Whisks),
         namespace: ns.clone(),
+        entity_type: Some("action".into()),
         ..Default::default()
     };
     let names = |docs: Vec<Value>| {
@@ -291,4 +292,135 @@ pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
         .await
         .unwrap()
         .is_some());
+}
+
+/// The namespaces with activations are listed once each.
+pub async fn activation_namespaces_are_distinct(s: Arc<impl Store>) {
+    let (a, b) = (unique("ns"), unique("ns"));
+    for (i, ns) in [&a, &a, &b].iter().enumerate() {
+        let body = json!({"namespace": ns, "name": "x", "start": 1 + i as u64, "entityType": "activation"});
+        s.put(
+            Collection::Activations,
+            &format!("{ns}/{i:032}"),
+            body,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let names = s.activation_namespaces().await.unwrap();
+    for ns in [&a, &b] {
+        assert_eq!(
+            names.iter().filter(|n| n == &ns).count(),
+            1,
+            "{ns} in {names:?}"
+        );
+    }
+}
+
+/// An action document in OpenWhisk's shape.
+fn action_doc(ns: &str, name: &str, code: &str, binary: bool, updated: u64) -> Value {
+    json!({
+        "namespace": ns, "name": name, "entityType": "action", "updated": updated,
+        "version": "0.0.1", "publish": false, "annotations": [], "parameters": [],
+        "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1},
+        "exec": {"kind": "nodejs:20", "code": code, "binary": binary},
+    })
+}
+
+/// Action code of any size (small, above a 16 KB inline limit, binary) reads back exactly,
+/// through `get` and through listings, also after an update.
+pub async fn action_code_of_any_size_round_trips(s: Arc<impl Store>) {
+    let ns = unique("ns");
+    let big: String = (0..40_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let zip = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        (0..30_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let cases = [
+        ("small", "function main() { return {}; }".to_string(), false),
+        (
+            "big",
+            format!("// {big}\nfunction main() {{ return {{}}; }}"),
+            false,
+        ),
+        ("zip", zip, true),
+    ];
+    for (i, (name, code, binary)) in cases.iter().enumerate() {
+        let id = format!("{ns}/{name}");
+        let body = action_doc(&ns, name, code, *binary, 10 + i as u64);
+        let rev = s
+            .put(Collection::Whisks, &id, body.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get(Collection::Whisks, &id).await.unwrap().body,
+            body,
+            "{name}"
+        );
+        let updated = action_doc(&ns, name, &format!("{code}\n"), *binary, 20 + i as u64);
+        let updated = if *binary { body.clone() } else { updated };
+        s.put(Collection::Whisks, &id, updated.clone(), Some(&rev))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get(Collection::Whisks, &id).await.unwrap().body,
+            updated,
+            "{name} updated"
+        );
+    }
+    let listed = s
+        .query(&Query {
+            collection: Some(Collection::Whisks),
+            namespace: ns.clone(),
+            entity_type: Some("action".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    for doc in listed {
+        let name = doc["name"].as_str().unwrap();
+        let stored = s
+            .get(Collection::Whisks, &format!("{ns}/{name}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            doc, stored.body,
+            "listing returns the whole document of {name}"
+        );
+    }
+}
+
+/// Ids with the characters entity names allow (space, `@`, `.`, `-`) and package paths work
+/// for every operation.
+pub async fn ids_with_name_characters(s: Arc<impl Store>) {
+    let ns = unique("ns");
+    let id = format!("{ns}/my pkg/a b@c.d-e");
+    let r1 = s
+        .put(
+            Collection::Whisks,
+            &id,
+            entity(&format!("{ns}/my pkg"), "a b@c.d-e", "action", 1),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get(Collection::Whisks, &id).await.unwrap().rev, r1);
+    let q = Query {
+        collection: Some(Collection::Whisks),
+        namespace: format!("{ns}/my pkg"),
+        entity_type: Some("action".into()),
+        ..Default::default()
+    };
+    assert_eq!(s.count(&q).await.unwrap(), 1);
+    s.delete(Collection::Whisks, &id, &r1).await.unwrap();
+    assert_eq!(
+        s.get(Collection::Whisks, &id).await.unwrap_err(),
+        StoreError::NotFound
+    );
 }

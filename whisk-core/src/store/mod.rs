@@ -45,9 +45,13 @@ pub enum StoreError {
     /// The given revision is not the current one.
     #[error("document update conflict")]
     Conflict,
-    /// The backend cannot be reached.
+    /// The backend cannot be reached (after the backend's own retries).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The document exists but is not a readable whisk document (corrupt, or written by
+    /// something else); the message names the document.
+    #[error("corrupt document: {0}")]
+    Corrupt(String),
     /// Anything else the backend reports.
     #[error("store error: {0}")]
     Other(String),
@@ -71,7 +75,9 @@ pub struct Query {
     pub collection: Option<Collection>,
     /// The root namespace; entities in its packages (`ns/pkg`) match too.
     pub namespace: String,
-    /// Only documents with this `entityType` (`action`, `trigger`, ...).
+    /// Only documents with this `entityType` (`action`, `trigger`, `rule`, `package`).
+    /// Listings of `Whisks` set it: backends that list through OpenWhisk's per-type views
+    /// (CouchDB) may reject a `Whisks` query without one.
     pub entity_type: Option<String>,
     /// Activations only: `name` or `pkg/name` of the action.
     pub name: Option<String>,
@@ -221,6 +227,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finds the identity owning namespace `namespace` (web actions run as their owner).
     async fn namespace_identity(&self, namespace: &str) -> Result<Option<Identity>, StoreError>;
+
+    /// The distinct namespaces that have activation records (what retention sweeps).
+    async fn activation_namespaces(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Typed helpers over any [`Store`].
@@ -235,7 +244,7 @@ pub trait StoreExt: Store {
             return Err(StoreError::NotFound);
         }
         let action = serde_json::from_value(doc.body)
-            .map_err(|e| StoreError::Other(format!("unreadable action {id}: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
         Ok((action, doc.rev))
     }
 
@@ -258,7 +267,7 @@ pub trait StoreExt: Store {
             )
             .await?;
         serde_json::from_value(doc.body)
-            .map_err(|e| StoreError::Other(format!("unreadable activation {id}: {e}")))
+            .map_err(|e| StoreError::Corrupt(format!("activation {id}: {e}")))
     }
 
     /// Creates or replaces document `id` of `collection`.
