@@ -15,6 +15,14 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "couchdb")]
+pub mod couch;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod memory;
 
+#[cfg(feature = "couchdb")]
+pub use couch::{CouchConfig, CouchStore};
+#[cfg(feature = "embedded")]
+pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;

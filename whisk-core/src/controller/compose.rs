@@ -8,7 +8,6 @@ use crate::entity::{
     WhiskActivation,
 };
 use crate::message::now_ms;
-use crate::store::StoreExt;
 use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::pin::Pin;
@@ -164,9 +163,7 @@ impl Controller {
             annotations,
             duration: Some(steps.duration),
         };
-        if let Err(e) = self.store.put_activation(&activation).await {
-            tracing::error!(error = %e, "storing composition activation failed");
-        }
+        self.recorder.record(&activation).await;
         activation
     }
 

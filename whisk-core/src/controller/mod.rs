@@ -15,7 +15,7 @@ pub use triggers::{FireError, FireOutcome};
 use crate::entity::{ActivationId, Identity, RuntimeManifest, SystemLimits, WhiskActivation};
 use crate::loadbalancer::{Completed, LoadBalancer, LoadBalancerError};
 use crate::message::{ActivationMessage, ControllerInstanceId, TransactionId};
-use crate::store::{Store, StoreError, StoreExt};
+use crate::store::{ActivationRecorder, Retention, Store, StoreError, StoreExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,8 @@ pub struct ControllerConfig {
     pub manifest: RuntimeManifest,
     /// Default per-namespace throttles.
     pub namespace_limits: NamespaceLimits,
+    /// Which activation records (triggers, sequences, compositions) are kept.
+    pub retention: Arc<Retention>,
 }
 
 /// What an invocation produced for the caller.
@@ -86,6 +88,7 @@ pub struct Invocation {
 /// The controller: the REST API's engine, written only against the traits.
 pub struct Controller {
     store: Arc<dyn Store>,
+    recorder: ActivationRecorder,
     lb: Arc<LoadBalancer>,
     config: ControllerConfig,
     throttles: Throttles,
@@ -99,6 +102,7 @@ impl Controller {
         config: ControllerConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
+            recorder: ActivationRecorder::new(store.clone(), config.retention.clone()),
             store,
             lb,
             config,

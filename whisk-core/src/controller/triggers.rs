@@ -7,7 +7,6 @@ use crate::entity::{
     ActivationId, ActivationResponse, Identity, Parameters, WhiskActivation, WhiskTrigger,
 };
 use crate::message::{now_ms, TransactionId};
-use crate::store::StoreExt;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,8 +122,6 @@ impl Controller {
             annotations: Parameters::new(),
             duration: None,
         };
-        if let Err(e) = self.store.put_activation(&activation).await {
-            tracing::error!(error = %e, "storing trigger activation failed");
-        }
+        self.recorder.record(&activation).await;
     }
 }

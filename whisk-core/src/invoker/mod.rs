@@ -9,7 +9,7 @@ use crate::entity::{
 };
 use crate::message::{AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId};
 use crate::runtime::ActivationContext;
-use crate::store::{Store, StoreError, StoreExt};
+use crate::store::{ActivationRecorder, Retention, Store, StoreError, StoreExt};
 use pool::{init_params_env, ContainerPool, Job, JobOutcome};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -46,6 +46,7 @@ impl RecentIds {
 pub struct Invoker {
     instance: InvokerInstanceId,
     store: Arc<dyn Store>,
+    recorder: ActivationRecorder,
     bus: Arc<dyn MessageBus>,
     pool: Arc<ContainerPool>,
     recent: Mutex<RecentIds>,
@@ -53,15 +54,26 @@ pub struct Invoker {
 }
 
 impl Invoker {
-    /// An invoker over `pool`, numbered by the pool's `invoker_id`.
+    /// An invoker over `pool`, numbered by the pool's `invoker_id`, storing every activation.
     pub fn new(
         store: Arc<dyn Store>,
         bus: Arc<dyn MessageBus>,
         pool: Arc<ContainerPool>,
     ) -> Arc<Self> {
+        Self::with_retention(store, bus, pool, Arc::default())
+    }
+
+    /// An invoker whose activation records follow `retention`.
+    pub fn with_retention(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        pool: Arc<ContainerPool>,
+        retention: Arc<Retention>,
+    ) -> Arc<Self> {
         let cfg = pool.config();
         Arc::new(Self {
             instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
+            recorder: ActivationRecorder::new(store.clone(), retention),
             store,
             bus,
             pool,
@@ -177,9 +189,7 @@ impl Invoker {
                 self.record(&msg, None, outcome)
             }
         };
-        if let Err(e) = self.store.put_activation(&activation).await {
-            tracing::error!(error = %e, activation = %activation.activation_id, "storing activation failed");
-        }
+        self.recorder.record(&activation).await;
         let system_error = activation.response.status == crate::entity::StatusCode::WhiskError;
         let response = if msg.blocking {
             AckResponse::Activation(Box::new(activation))

@@ -5,6 +5,14 @@
 //! they sort) are defined here by [`Query::matches`] and [`Query::sort_key`] so every backend
 //! agrees, and the `testkit` conformance suite checks that they do.
 
+pub mod cache;
+pub mod recorder;
+pub mod retention;
+
+pub use cache::{CacheConfig, CachingStore};
+pub use recorder::ActivationRecorder;
+pub use retention::{Retention, RetentionPolicy};
+
 use crate::entity::identity::Identity;
 use crate::entity::{ActivationId, WhiskAction, WhiskActivation};
 use async_trait::async_trait;
@@ -230,6 +238,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// The distinct namespaces that have activation records (what retention sweeps).
     async fn activation_namespaces(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// A shared store is a store (so decorators can wrap an `Arc<dyn Store>`).
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn put(
+        &self,
+        collection: Collection,
+        id: &str,
+        body: Value,
+        rev: Option<&str>,
+    ) -> Result<String, StoreError> {
+        (**self).put(collection, id, body, rev).await
+    }
+
+    async fn get(&self, collection: Collection, id: &str) -> Result<Document, StoreError> {
+        (**self).get(collection, id).await
+    }
+
+    async fn delete(&self, collection: Collection, id: &str, rev: &str) -> Result<(), StoreError> {
+        (**self).delete(collection, id, rev).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Value>, StoreError> {
+        (**self).query(query).await
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, StoreError> {
+        (**self).count(query).await
+    }
+
+    async fn identity(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError> {
+        (**self).identity(uuid, key).await
+    }
+
+    async fn namespace_identity(&self, namespace: &str) -> Result<Option<Identity>, StoreError> {
+        (**self).namespace_identity(namespace).await
+    }
+
+    async fn activation_namespaces(&self) -> Result<Vec<String>, StoreError> {
+        (**self).activation_namespaces().await
+    }
 }
 
 /// Typed helpers over any [`Store`].
