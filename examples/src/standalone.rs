@@ -1,8 +1,9 @@
-//! The standalone platform: memory store + memory bus + process executor + one in-process
-//! invoker, behind the OpenWhisk REST API. The same engines as a distributed platform; only
-//! the backends differ.
+//! The standalone platform: a store (embedded durable, memory or CouchDB) behind an entity
+//! cache, memory bus, process executor and one in-process invoker, behind the OpenWhisk REST
+//! API. The same engines as a distributed platform; only the backends differ.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -16,9 +17,32 @@ use whisk_core::invoker::Invoker;
 use whisk_core::loadbalancer::LoadBalancer;
 use whisk_core::runtime::RuntimeClient;
 use whisk_core::scheduler::LeastLoaded;
-use whisk_core::store::{Store, StoreExt};
+use whisk_core::store::{CacheConfig, CachingStore, Retention, Store, StoreError, StoreExt};
 use whisk_exec::ProcessExecutor;
-use whisk_store::MemoryStore;
+use whisk_store::{CouchConfig, CouchStore, EmbeddedStore, MemoryStore};
+
+/// Where the standalone platform keeps its entities, activations and identities.
+#[derive(Debug, Clone, Default)]
+pub enum StoreBackend {
+    /// In process memory: everything is lost when the platform stops.
+    #[default]
+    Memory,
+    /// The embedded durable store in this directory (the `whisk-standalone` default).
+    Embedded(PathBuf),
+    /// A CouchDB server, in OpenWhisk's layout.
+    CouchDb(CouchConfig),
+}
+
+impl StoreBackend {
+    /// Opens the backend (creating databases or files on first start).
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreBackend::Memory => Arc::new(MemoryStore::new()),
+            StoreBackend::Embedded(dir) => Arc::new(EmbeddedStore::open(dir)?),
+            StoreBackend::CouchDb(config) => Arc::new(CouchStore::connect(config.clone()).await?),
+        })
+    }
+}
 
 /// Settings of the standalone platform.
 #[derive(Debug, Clone)]
@@ -39,6 +63,14 @@ pub struct StandaloneConfig {
     pub pause_grace: Duration,
     /// Highest `limits.concurrency` an action may set (OpenWhisk's default 1).
     pub max_concurrency: u64,
+    /// The store (memory unless set; the binary defaults to the embedded store).
+    pub store: StoreBackend,
+    /// The entity and identity cache in front of the store.
+    pub cache: CacheConfig,
+    /// Which activation records are kept, and for how long.
+    pub retention: Retention,
+    /// How often expired activation records are deleted (when `retention` bounds any).
+    pub retention_sweep: Duration,
 }
 
 impl Default for StandaloneConfig {
@@ -52,6 +84,10 @@ impl Default for StandaloneConfig {
             prewarm: true,
             pause_grace: Duration::from_secs(10),
             max_concurrency: 1,
+            store: StoreBackend::default(),
+            cache: CacheConfig::default(),
+            retention: Retention::default(),
+            retention_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -70,7 +106,8 @@ pub struct Standalone {
 impl Standalone {
     /// Composes the platform and starts serving.
     pub async fn start(config: StandaloneConfig) -> std::io::Result<Self> {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let backend = config.store.open().await.map_err(std::io::Error::other)?;
+        let store: Arc<dyn Store> = Arc::new(CachingStore::new(backend, config.cache.clone()));
         for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
             let key = AuthKey::parse(key).expect("well-formed key");
             store
@@ -91,17 +128,24 @@ impl Standalone {
         } else {
             Vec::new()
         };
+        let retention = Arc::new(config.retention.clone());
         let mut limits = SystemLimits::default();
         limits.concurrency.max = config.max_concurrency.max(1);
         let controller_config = ControllerConfig {
             limits,
             namespace_limits: config.namespace_limits,
             manifest: config.manifest.clone(),
+            retention: retention.clone(),
             ..ControllerConfig::default()
         };
         let truncation = controller_config.limits.result_truncation_bytes as usize;
+        let mut executor = ProcessExecutor::new()?.with_manifest(&config.manifest);
+        if let StoreBackend::Embedded(dir) = &config.store {
+            // Actions must not read the platform's database.
+            executor = executor.with_hidden(dir);
+        }
         let pool = ContainerPool::new(
-            Arc::new(ProcessExecutor::new()?.with_manifest(&config.manifest)),
+            Arc::new(executor),
             RuntimeClient::new(truncation),
             PoolConfig {
                 invoker_id: 0,
@@ -113,8 +157,12 @@ impl Standalone {
                 ..PoolConfig::default()
             },
         );
-        let invoker = Invoker::new(store.clone(), bus, pool.clone());
+        let invoker = Invoker::with_retention(store.clone(), bus, pool.clone(), retention.clone());
         let invoker_task = invoker.start().await.map_err(std::io::Error::other)?;
+        let mut tasks = vec![lb_task, invoker_task];
+        if retention.bounded() {
+            tasks.push(retention.spawn_sweeper(store.clone(), config.retention_sweep));
+        }
 
         let controller = Controller::new(store.clone(), lb, controller_config);
         let metrics_pool = pool.clone();
@@ -143,7 +191,7 @@ impl Standalone {
             pool,
             stop,
             server,
-            tasks: vec![lb_task, invoker_task],
+            tasks,
         })
     }
 

@@ -28,7 +28,7 @@ fn children(parent: u32) -> Vec<u32> {
 
 async fn stops_cleanly_on(signal: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
-        .args(["--port", "0"])
+        .args(["--port", "0", "--store", "memory"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -171,3 +171,17 @@ pub fn assert_error_prefix(r: &Resp, status: StatusCode, prefix: &str) {
     );
     assert!(r.body["code"].is_string());
 }
+
+/// The shared CouchDB-API server of the test run (`WHISK_TEST_COUCHDB_URL`).
+pub fn couchdb_url() -> Option<String> {
+    whisk_core::testkit::service_from_env("WHISK_TEST_COUCHDB_URL", "CouchDB-API server")
+}
+
+/// A CouchDB config for a fresh set of databases on the shared server.
+pub fn couch_config(url: &str) -> whisk_store::CouchConfig {
+    whisk_store::CouchConfig {
+        url: url.to_string(),
+        db_prefix: format!("{}_", whisk_core::testkit::unique("whisk_test_")),
+        ..Default::default()
+    }
+}

@@ -23,6 +23,23 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The address of an external test service (a CouchDB-API server, a broker, ...) from
+/// environment variable `var`, which `.ci/run` sets after starting the service. Unset: in CI
+/// (`CI` set) this panics, so such tests never skip silently there; elsewhere it prints a
+/// SKIPPED line naming `what` and returns `None`.
+pub fn service_from_env(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: CI must provide {what} (see .ci/run)")
+        }
+        _ => {
+            eprintln!("SKIPPED: {var} is not set (no {what}); .ci/run starts one");
+            None
+        }
+    }
+}
+
 /// Generates one `#[tokio::test]` per case of the Store suite. The expression builds the
 /// store (it may use `.await`).
 #[macro_export]

@@ -1,0 +1,375 @@
+//! Durable storage end to end: the embedded store across restarts and `kill -9`, a
+//! CouchDB-backed platform, CouchDB going away and coming back, corrupt documents, and
+//! activation retention.
+
+mod common;
+
+use common::{assert_error, couch_config, couchdb_url, Platform, StandaloneConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::store::Collection;
+use whisk_examples::standalone::StoreBackend;
+
+const ECHO: &str = "function main(p) { return p.fail ? {error: 'asked to'} : {echo: p.v}; }";
+
+fn config(store: StoreBackend) -> StandaloneConfig {
+    StandaloneConfig {
+        store,
+        prewarm: false,
+        ..Default::default()
+    }
+}
+
+/// Invokes `echo` with `v` and returns the activation id of the (successful) run.
+async fn run_echo(p: &Platform, v: i64) -> String {
+    let r = p.invoke("echo", json!({ "v": v }), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["response"]["result"], json!({ "echo": v }));
+    r.body["activationId"].as_str().unwrap().to_string()
+}
+
+/// Polls `path` until it answers 200 (hang guard only, no timing assertion).
+async fn eventually_ok(p: &Platform, path: &str) -> common::Resp {
+    for _ in 0..600 {
+        let r = p.get(path).await;
+        if r.status == StatusCode::OK {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never answered 200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_actions_and_activations_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreBackend::Embedded(dir.path().join("data"));
+    let p = Platform::start_config(config(store.clone())).await;
+    p.action("echo", "nodejs:20", ECHO, json!({})).await;
+    let aid = run_echo(&p, 7).await;
+    p.platform.shutdown().await;
+
+    let p = Platform::start_config(config(store)).await;
+    let r = p.get("/api/v1/namespaces/_/actions/echo").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["exec"]["code"], ECHO);
+    let r = p
+        .get(&format!("/api/v1/namespaces/_/activations/{aid}"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["response"]["result"], json!({"echo": 7}));
+    let listed = p.get("/api/v1/namespaces/_/activations?name=echo").await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+    run_echo(&p, 8).await;
+    p.platform.shutdown().await;
+}
+
+/// Starts the binary on a free port over `data_dir`; returns it and its URL.
+fn spawn_binary(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
+        .args(["--port", "0", "--no-prewarm", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (mut child, url) = spawn_binary(dir.path());
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let r = http
+            .put(format!("{url}/api/v1/namespaces/_/actions/a{i}"))
+            .basic_auth(user, Some(pass))
+            .json(&json!({"exec": {"kind": "nodejs:20", "code": format!("function main() {{ return {{n: {i}}}; }}")}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        acked.push(i);
+    }
+    let r = http
+        .post(format!(
+            "{url}/api/v1/namespaces/_/actions/a3?blocking=true"
+        ))
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    let activation: Value = r.json().await.unwrap();
+    let aid = activation["activationId"].as_str().unwrap().to_string();
+    // SIGKILL: no shutdown code runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, url) = spawn_binary(dir.path());
+    for i in acked {
+        let r = http
+            .get(format!("{url}/api/v1/namespaces/_/actions/a{i}"))
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "action a{i} lost");
+    }
+    let r = http
+        .get(format!("{url}/api/v1/namespaces/_/activations/{aid}"))
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "activation lost");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["response"]["result"],
+        json!({"n": 3})
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_backed_platform_runs_and_keeps_everything() {
+    let Some(url) = couchdb_url() else { return };
+    let store = StoreBackend::CouchDb(couch_config(&url));
+    let p = Platform::start_config(config(store.clone())).await;
+    p.action("echo", "nodejs:20", ECHO, json!({})).await;
+    let aid = run_echo(&p, 1).await;
+    let r = p.get("/api/v1/namespaces/_/actions?limit=5").await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1), "{}", r.text);
+    p.platform.shutdown().await;
+
+    // A second platform over the same databases sees it all.
+    let p = Platform::start_config(config(store)).await;
+    let r = eventually_ok(&p, &format!("/api/v1/namespaces/_/activations/{aid}")).await;
+    assert_eq!(r.body["response"]["result"], json!({"echo": 1}));
+    let r = p.get("/api/v1/namespaces/_/activations?count=true").await;
+    assert_eq!(r.body, json!({"activations": 1}));
+    run_echo(&p, 2).await;
+    p.platform.shutdown().await;
+}
+
+/// A pouchdb-server of this test's own, on disk, so it can be stopped and started again.
+struct OwnCouch {
+    bin: String,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnCouch {
+    fn start(bin: String) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut me = Self {
+            bin,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            child: None,
+        };
+        me.resume();
+        me
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn resume(&mut self) {
+        let child = Command::new("node")
+            .arg(&self.bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--no-color",
+                "--dir",
+                "data",
+                "--port",
+            ])
+            .arg(self.port.to_string())
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pouchdb-server did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnCouch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn couchdb_outage_answers_503_keeps_activations_and_recovers() {
+    let Some(bin) = whisk_core::testkit::service_from_env("WHISK_TEST_POUCHDB", "pouchdb-server")
+    else {
+        return;
+    };
+    let mut couch = OwnCouch::start(bin);
+    let p = Platform::start_config(config(StoreBackend::CouchDb(couch_config(&couch.url())))).await;
+    p.action("echo", "nodejs:20", ECHO, json!({})).await;
+    run_echo(&p, 1).await;
+
+    couch.stop();
+    // Listings need the store: 503 with OpenWhisk's error body.
+    let r = p.get("/api/v1/namespaces/_/actions").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let msg = r.body["error"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("The data store is unavailable"), "{msg}");
+    assert_eq!(
+        r.headers["x-request-id"].to_str().unwrap(),
+        r.body["code"].as_str().unwrap()
+    );
+    // The cached action still runs; its record waits for the store.
+    let aid = run_echo(&p, 2).await;
+    let r = p
+        .get(&format!("/api/v1/namespaces/_/activations/{aid}"))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+
+    couch.resume();
+    // No restart of the platform: the record appears, listings work again.
+    let r = eventually_ok(&p, &format!("/api/v1/namespaces/_/activations/{aid}")).await;
+    assert_eq!(r.body["response"]["result"], json!({"echo": 2}));
+    let r = eventually_ok(&p, "/api/v1/namespaces/_/actions").await;
+    assert_eq!(r.body.as_array().map(Vec::len), Some(1));
+    run_echo(&p, 3).await;
+    p.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_document_fails_only_itself() {
+    let p = Platform::start().await;
+    p.action("good", "nodejs:20", ECHO, json!({})).await;
+    let bad = json!({"namespace": "guest", "name": "bad", "entityType": "action", "exec": 42, "updated": 1});
+    p.platform
+        .store()
+        .put(Collection::Whisks, "guest/bad", bad, None)
+        .await
+        .unwrap();
+    let r = p.get("/api/v1/namespaces/_/actions/bad").await;
+    assert_error(
+        &r,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Resource is corrupted and cannot be read.",
+    );
+    let r = p
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/bad?blocking=true",
+            None,
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Resource is corrupted and cannot be read.",
+    );
+    assert_eq!(
+        p.get("/api/v1/namespaces/_/actions/good").await.status,
+        StatusCode::OK
+    );
+    let r = p.get("/api/v1/namespaces/_/actions").await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the listing still works: {}",
+        r.text
+    );
+    run_echo_named(&p, "good").await;
+    p.platform.shutdown().await;
+}
+
+async fn run_echo_named(p: &Platform, name: &str) {
+    let r = p.invoke(name, json!({"v": 5}), "").await;
+    assert_eq!(
+        r.body["response"]["result"],
+        json!({"echo": 5}),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_can_drop_successful_activations_and_sweep_old_ones() {
+    let p = Platform::start_config(StandaloneConfig {
+        retention: whisk_core::store::Retention {
+            default: "successful=false,max-count=1".parse().unwrap(),
+            ..Default::default()
+        },
+        retention_sweep: Duration::from_millis(100),
+        ..config(StoreBackend::Memory)
+    })
+    .await;
+    p.action("echo", "nodejs:20", ECHO, json!({})).await;
+    let ok = run_echo(&p, 1).await;
+    let r = p
+        .get(&format!("/api/v1/namespaces/_/activations/{ok}"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "successful activation not stored"
+    );
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        let r = p.invoke("echo", json!({"fail": true}), "").await;
+        failed.push(r.body["activationId"].as_str().unwrap().to_string());
+    }
+    // The sweeper keeps the newest one.
+    for _ in 0..600 {
+        let r = p.get("/api/v1/namespaces/_/activations?count=true").await;
+        if r.body == json!({"activations": 1}) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = p.get("/api/v1/namespaces/_/activations").await;
+    let ids: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["activationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [failed[2].as_str()]);
+    p.platform.shutdown().await;
+}
