@@ -179,22 +179,30 @@ fn tie_break(doc: &Value) -> String {
     format!("{}/{}", field("namespace"), id)
 }
 
-/// The path an activation is filtered by: `pkg/name` when the `path` annotation has three
-/// segments (`ns/pkg/name`), else the simple name (OpenWhisk's `whisks-filters` view).
+/// The path an activation is filtered by (OpenWhisk's `whisks-filters` view): `pkg/name` when
+/// it ran through a package binding (`binding` annotation `ns/pkg`) or its `path` annotation
+/// has three segments (`ns/pkg/name`), else the simple name.
 pub fn activation_path_filter(doc: &Value) -> String {
     let name = doc.get("name").and_then(Value::as_str).unwrap_or("");
-    let path = doc
-        .get("annotations")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .find(|p| p.get("key").and_then(Value::as_str) == Some("path"))
-        })
-        .and_then(|p| p.get("value"))
-        .and_then(Value::as_str);
-    match path.map(|p| p.splitn(3, '/').collect::<Vec<_>>()) {
-        Some(parts) if parts.len() == 3 => format!("{}/{}", parts[1], parts[2]),
-        _ => name.to_string(),
+    let annotation = |key: &str| {
+        doc.get("annotations")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|p| p.get("key").and_then(Value::as_str) == Some(key))
+            })
+            .and_then(|p| p.get("value"))
+            .and_then(Value::as_str)
+            .map(|v| v.split('/').collect::<Vec<_>>())
+    };
+    let package = match (annotation("binding"), annotation("path")) {
+        (Some(b), _) if b.len() > 1 => Some(b[1]),
+        (_, Some(p)) if p.len() == 3 => Some(p[1]),
+        _ => None,
+    };
+    match package {
+        Some(pkg) => format!("{pkg}/{name}"),
+        None => name.to_string(),
     }
 }
 
@@ -388,5 +396,7 @@ mod tests {
         assert_eq!(activation_path_filter(&d), "pkg/a");
         let d = json!({"name":"a","annotations":[{"key":"path","value":"guest/a"}]});
         assert_eq!(activation_path_filter(&d), "a");
+        let d = json!({"name":"a","annotations":[{"key":"binding","value":"guest/mine"},{"key":"path","value":"other/pkg/a"}]});
+        assert_eq!(activation_path_filter(&d), "mine/a", "a binding wins");
     }
 }

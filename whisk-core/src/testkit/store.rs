@@ -190,13 +190,24 @@ pub async fn list_by_namespace_and_type(s: Arc<impl Store>) {
 /// Activations list by `start` with `since`/`upto` bounds and the `name` filter.
 pub async fn activations_filter_by_time_and_name(s: Arc<impl Store>) {
     let ns = unique("ns");
-    for (i, (name, path)) in [("a", "a"), ("b", "b"), ("a", "pkg/a"), ("a", "a")]
-        .iter()
-        .enumerate()
+    for (i, (name, path)) in [
+        ("a", "a"),
+        ("b", "b"),
+        ("a", "pkg/a"),
+        ("a", "a"),
+        ("a", "pkg/a"),
+    ]
+    .iter()
+    .enumerate()
     {
+        let mut annotations = vec![json!({"key": "path", "value": format!("{ns}/{path}")})];
+        if i == 4 {
+            // Through a binding `ns/mine` of package `pkg`: filtered as `mine/a`.
+            annotations.push(json!({"key": "binding", "value": format!("{ns}/mine")}));
+        }
         let body = json!({
             "namespace": ns, "name": name, "start": 1000 + i as u64 * 10, "entityType": "activation",
-            "annotations": [{"key": "path", "value": format!("{ns}/{path}")}],
+            "activationId": format!("{i:032}"), "annotations": annotations,
         });
         s.put(
             Collection::Activations,
@@ -219,7 +230,7 @@ pub async fn activations_filter_by_time_and_name(s: Arc<impl Store>) {
     };
     assert_eq!(
         starts(s.query(&base).await.unwrap()),
-        [1030, 1020, 1010, 1000]
+        [1040, 1030, 1020, 1010, 1000]
     );
     let q = Query {
         since: Some(1010),
@@ -237,6 +248,11 @@ pub async fn activations_filter_by_time_and_name(s: Arc<impl Store>) {
         ..base.clone()
     };
     assert_eq!(s.count(&q).await.unwrap(), 1);
+    let q = Query {
+        name: Some("mine/a".into()),
+        ..base.clone()
+    };
+    assert_eq!(starts(s.query(&q).await.unwrap()), [1040]);
     let q = Query {
         namespace: format!("{ns}/pkg"),
         ..base
