@@ -167,14 +167,8 @@ async fn invokes() {
     }
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        cache_gets().await;
-        invokes().await;
-    });
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    cache_gets().await;
+    invokes().await;
 }

@@ -7,7 +7,6 @@ mod common;
 use common::{assert_error, couch_config, couchdb_url, Platform, StandaloneConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
@@ -70,23 +69,8 @@ async fn embedded_store_keeps_actions_and_activations_across_restarts() {
 
 /// Starts the binary on a free port over `data_dir`; returns it and its URL.
 fn spawn_binary(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
-        .args(["--port", "0", "--no-prewarm", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut first).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
-    (child, url)
+    let args = ["--port", "0", "--no-prewarm", "--data-dir"].map(std::ffi::OsStr::new);
+    common::spawn_standalone(args.into_iter().chain([data_dir.as_os_str()]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

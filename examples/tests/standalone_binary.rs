@@ -1,8 +1,9 @@
 //! The `whisk-standalone` binary: prints where it listens, serves, and leaves no runtime
 //! process behind on Ctrl-C (SIGINT) or SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 use whisk_core::entity::identity::GUEST_KEY;
 
@@ -27,22 +28,7 @@ fn children(parent: u32) -> Vec<u32> {
 }
 
 async fn stops_cleanly_on(signal: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
-        .args(["--port", "0", "--store", "memory"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut first).unwrap();
-    // Keep reading so the platform's later output has somewhere to go.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("prints where it listens")
-        .to_string();
+    let (mut child, url) = common::spawn_standalone(["--port", "0", "--store", "memory"]);
     let (user, pass) = GUEST_KEY.split_once(':').unwrap();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for (name, kind, code) in [

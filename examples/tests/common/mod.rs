@@ -185,3 +185,30 @@ pub fn couch_config(url: &str) -> whisk_store::CouchConfig {
         ..Default::default()
     }
 }
+
+/// Starts the `whisk-standalone` binary with `args` (add `--port 0`); returns the process and
+/// the URL it prints on its first line. Its later output is drained.
+pub fn spawn_standalone<I, S>(args: I) -> (std::process::Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    // Keep reading so the platform's later output has somewhere to go.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    (child, url)
+}

@@ -169,8 +169,9 @@ impl Query {
     }
 }
 
-/// The document-id part that orders documents with equal sort keys.
-fn tie_break(doc: &Value) -> String {
+/// The document-id part that orders documents with equal sort keys (descending, as a
+/// descending CouchDB view orders equal keys by document id).
+pub fn tie_break(doc: &Value) -> String {
     let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
     let id = doc
         .get("activationId")

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 use std::ops::Bound;
-use whisk_core::store::{Collection, Query};
+use whisk_core::store::{tie_break, Collection, Query};
 
 /// The separator between the parts of an index key.
 const SEP: u8 = 0;
@@ -21,16 +21,6 @@ pub(crate) fn root(collection: Collection, namespace: &str) -> &str {
         Collection::Activations => namespace,
         _ => namespace.split('/').next().unwrap_or(""),
     }
-}
-
-/// The field of a document equal sort keys are ordered by (as `Query::apply` does).
-fn tie_break(doc: &Value) -> String {
-    let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
-    let id = doc
-        .get("activationId")
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| field("name"));
-    format!("{}/{}", field("namespace"), id)
 }
 
 /// A query over `collection` alone (for its sort field).
