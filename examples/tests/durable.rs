@@ -232,7 +232,14 @@ async fn couchdb_outage_answers_503_keeps_activations_and_recovers() {
     p.action("echo", "nodejs:20", ECHO, json!({})).await;
     run_echo(&p, 1).await;
 
+    let stranger = p.add_user("stranger").await;
+
     couch.stop();
+    // A key that was never looked up cannot be checked: 503, not 401.
+    let r = p
+        .call_as(&stranger, Method::GET, "/api/v1/namespaces/_/actions", None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     // Listings need the store: 503 with OpenWhisk's error body.
     let r = p.get("/api/v1/namespaces/_/actions").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
@@ -356,4 +363,82 @@ async fn retention_can_drop_successful_activations_and_sweep_old_ones() {
         .collect();
     assert_eq!(ids, [failed[2].as_str()]);
     p.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_its_store_and_retention_from_flags() {
+    let Some(url) = couchdb_url() else { return };
+    let prefix = format!("{}_", whisk_core::testkit::unique("whisk_bin_"));
+    let (mut child, api) = common::spawn_standalone([
+        "--port",
+        "0",
+        "--no-prewarm",
+        "--store",
+        "couchdb",
+        "--couchdb-url",
+        &url,
+        "--couchdb-prefix",
+        &prefix,
+        "--activation-retention",
+        "max-count=5",
+        "--namespace-retention",
+        "guest=successful=false",
+    ]);
+    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .put(format!("{api}/api/v1/namespaces/_/actions/flagged"))
+        .basic_auth(user, Some(pass))
+        .json(&json!({"exec": {"kind": "nodejs:20", "code": ECHO}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The action is a document of `<prefix>whisks` on the CouchDB server.
+    let doc: Value = http
+        .get(format!("{url}/{prefix}whisks/guest%2Fflagged"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["_id"], "guest/flagged", "{doc}");
+    assert_eq!(doc["entityType"], "action");
+    // guest stores no successful activations.
+    let r = http
+        .post(format!(
+            "{api}/api/v1/namespaces/_/actions/flagged?blocking=true"
+        ))
+        .basic_auth(user, Some(pass))
+        .json(&json!({"v": 1}))
+        .send()
+        .await
+        .unwrap();
+    let aid = r.json::<Value>().await.unwrap()["activationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(format!("{api}/api/v1/namespaces/_/activations/{aid}"))
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A bad policy is refused before anything starts.
+    let out = Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
+        .args([
+            "--store",
+            "memory",
+            "--activation-retention",
+            "max-age=soon",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-age"));
 }

@@ -65,6 +65,16 @@ async fn identity_changes_through_the_cache_revoke_old_keys() {
         .unwrap();
     assert!(cache.identity(&old.uuid, &old.key).await.unwrap().is_some());
     assert!(cache.namespace_identity("someone").await.unwrap().is_some());
+    let bystander = AuthKey::generate();
+    cache
+        .put_subject(&SubjectDoc::single("bystander", &bystander))
+        .await
+        .unwrap();
+    assert!(cache
+        .identity(&bystander.uuid, &bystander.key)
+        .await
+        .unwrap()
+        .is_some());
     let new = AuthKey::generate();
     cache
         .put_subject(&SubjectDoc::single("someone", &new))
@@ -76,6 +86,27 @@ async fn identity_changes_through_the_cache_revoke_old_keys() {
     );
     let owner = cache.namespace_identity("someone").await.unwrap().unwrap();
     assert_eq!(owner.api_key(), new.compact());
+    // Limits changes show at once too.
+    cache
+        .put_namespace_limits("someone", json!({"invocationsPerMinute": 3}))
+        .await
+        .unwrap();
+    let limited = cache.identity(&new.uuid, &new.key).await.unwrap().unwrap();
+    assert_eq!(limited.limits["invocationsPerMinute"], 3);
+    // Other subjects' cached identities stay (a write that bypasses the cache is not seen).
+    cache
+        .inner()
+        .put_subject(&SubjectDoc::single("bystander", &AuthKey::generate()))
+        .await
+        .unwrap();
+    assert!(
+        cache
+            .identity(&bystander.uuid, &bystander.key)
+            .await
+            .unwrap()
+            .is_some(),
+        "bystander's identity is still cached"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

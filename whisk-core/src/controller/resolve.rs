@@ -3,8 +3,7 @@
 use super::Controller;
 use crate::entity::package::ENTITY_TYPE as PACKAGE;
 use crate::entity::{Identity, Parameters, WhiskAction, WhiskPackage};
-use crate::store::{Collection, StoreError};
-use serde_json::Value;
+use crate::store::{StoreError, StoreExt};
 use std::sync::Arc;
 
 /// Why a name did not resolve.
@@ -54,17 +53,12 @@ impl Controller {
         id: &str,
         entity_type: &str,
     ) -> Result<(T, String), ResolveError> {
-        let doc = match self.store.get(Collection::Whisks, id).await {
-            Ok(d) => d,
-            Err(StoreError::NotFound) => return Err(ResolveError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        if doc.body.get("entityType").and_then(Value::as_str) != Some(entity_type) {
-            return Err(ResolveError::WrongCollection);
+        match self.store.get_entity(id, entity_type).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(ResolveError::WrongCollection),
+            Err(StoreError::NotFound) => Err(ResolveError::NotFound),
+            Err(e) => Err(e.into()),
         }
-        let entity = serde_json::from_value(doc.body)
-            .map_err(|e| StoreError::Corrupt(format!("{entity_type} {id}: {e}")))?;
-        Ok((entity, doc.rev))
     }
 
     /// Resolves package `ns/name` for `user`: own packages and bindings, or another

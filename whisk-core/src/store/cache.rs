@@ -73,7 +73,7 @@ enum IdentityKey {
 
 /// The caches and the invalidation epoch, shared with the invalidation listener.
 struct Caches {
-    entities: moka::sync::Cache<String, Document>,
+    entities: moka::sync::Cache<String, Arc<Document>>,
     identities: moka::sync::Cache<IdentityKey, Identity>,
     /// Bumped on every invalidation; a fill is skipped if it moved during the read.
     epoch: AtomicU64,
@@ -83,7 +83,21 @@ impl Caches {
     fn invalidate(&self, key: &CacheKey) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         if key.secondary_id.as_deref() == Some(SUBJECTS) {
-            self.identities.invalidate_all();
+            // A subject document (`<subject>`) or a namespace's limits (`<ns>/limits`): drop
+            // the identities it makes.
+            let limits_of = key.main_id.strip_suffix("/limits");
+            let stale: Vec<_> = self
+                .identities
+                .iter()
+                .filter(|(_, identity)| match limits_of {
+                    Some(ns) => identity.namespace.name == ns,
+                    None => identity.subject == key.main_id,
+                })
+                .map(|(k, _)| k)
+                .collect();
+            for k in stale {
+                self.identities.invalidate(&*k);
+            }
         } else {
             self.entities.invalidate(&key.main_id);
         }
@@ -232,8 +246,19 @@ impl<S: Store> Store for CachingStore<S> {
         if collection != Collection::Whisks {
             return self.inner.get(collection, id).await;
         }
+        Ok((*self.get_shared(collection, id).await?).clone())
+    }
+
+    async fn get_shared(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> Result<Arc<Document>, StoreError> {
+        if collection != Collection::Whisks {
+            return self.inner.get_shared(collection, id).await;
+        }
         let load = async {
-            match self.inner.get(collection, id).await {
+            match self.inner.get_shared(collection, id).await {
                 Ok(doc) => Ok(Some(doc)),
                 Err(StoreError::NotFound) => Ok(None),
                 Err(e) => Err(e),

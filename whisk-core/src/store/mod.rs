@@ -230,6 +230,16 @@ pub trait Store: Send + Sync + 'static {
     /// Reads a document.
     async fn get(&self, collection: Collection, id: &str) -> Result<Document, StoreError>;
 
+    /// Reads a document without copying it where the backend can share one (a cache hands
+    /// out its entry); the default wraps [`get`](Store::get).
+    async fn get_shared(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> Result<std::sync::Arc<Document>, StoreError> {
+        self.get(collection, id).await.map(std::sync::Arc::new)
+    }
+
     /// Deletes a document at revision `rev` (`Conflict` if stale, `NotFound` if missing).
     async fn delete(&self, collection: Collection, id: &str, rev: &str) -> Result<(), StoreError>;
 
@@ -266,6 +276,14 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
         (**self).get(collection, id).await
     }
 
+    async fn get_shared(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> Result<std::sync::Arc<Document>, StoreError> {
+        (**self).get_shared(collection, id).await
+    }
+
     async fn delete(&self, collection: Collection, id: &str, rev: &str) -> Result<(), StoreError> {
         (**self).delete(collection, id, rev).await
     }
@@ -294,17 +312,27 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
 /// Typed helpers over any [`Store`].
 #[async_trait]
 pub trait StoreExt: Store {
+    /// Reads entity `id` with its revision; `Ok(None)` when the document is another kind of
+    /// entity than `entity_type`, `Corrupt` when it does not deserialise.
+    async fn get_entity<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        entity_type: &str,
+    ) -> Result<Option<(T, String)>, StoreError> {
+        let doc = self.get_shared(Collection::Whisks, id).await?;
+        if doc.body.get("entityType").and_then(Value::as_str) != Some(entity_type) {
+            return Ok(None);
+        }
+        let entity = T::deserialize(&doc.body)
+            .map_err(|e| StoreError::Corrupt(format!("{entity_type} {id}: {e}")))?;
+        Ok(Some((entity, doc.rev.clone())))
+    }
+
     /// Reads an action by document id, with its revision.
     async fn get_action(&self, id: &str) -> Result<(WhiskAction, String), StoreError> {
-        let doc = self.get(Collection::Whisks, id).await?;
-        if doc.body.get("entityType").and_then(Value::as_str)
-            != Some(crate::entity::action::ENTITY_TYPE)
-        {
-            return Err(StoreError::NotFound);
-        }
-        let action = serde_json::from_value(doc.body)
-            .map_err(|e| StoreError::Corrupt(format!("action {id}: {e}")))?;
-        Ok((action, doc.rev))
+        self.get_entity(id, crate::entity::action::ENTITY_TYPE)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
     /// Stores a new activation record.
