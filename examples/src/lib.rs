@@ -4,4 +4,6 @@
 //! Run the standalone platform with `cargo run --release --bin whisk-standalone`.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod cluster;
 pub mod standalone;

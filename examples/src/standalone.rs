@@ -2,6 +2,7 @@
 //! cache, memory bus, process executor and one in-process invoker, behind the OpenWhisk REST
 //! API. The same engines as a distributed platform; only the backends differ.
 
+use crate::cluster::{seed_keys, InvokerProcess, InvokerSettings, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,15 +11,11 @@ use tokio::task::JoinHandle;
 use whisk_bus::MemoryBus;
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::{Controller, ControllerConfig, NamespaceLimits};
-use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
 use whisk_core::entity::{RuntimeManifest, SystemLimits};
-use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
-use whisk_core::invoker::Invoker;
+use whisk_core::invoker::pool::ContainerPool;
 use whisk_core::loadbalancer::LoadBalancer;
-use whisk_core::runtime::RuntimeClient;
 use whisk_core::scheduler::LeastLoaded;
-use whisk_core::store::{CacheConfig, CachingStore, Retention, Store, StoreError, StoreExt};
-use whisk_exec::ProcessExecutor;
+use whisk_core::store::{CacheConfig, CachingStore, Retention, Store, StoreError};
 use whisk_store::{CouchConfig, CouchStore, EmbeddedStore, MemoryStore};
 
 /// Where the standalone platform keeps its entities, activations and identities.
@@ -97,9 +94,8 @@ pub struct Standalone {
     /// Where the API listens.
     pub addr: SocketAddr,
     store: Arc<dyn Store>,
-    pool: Arc<ContainerPool>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: JoinHandle<()>,
+    invoker: InvokerProcess,
+    server: Server,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -108,13 +104,9 @@ impl Standalone {
     pub async fn start(config: StandaloneConfig) -> std::io::Result<Self> {
         let backend = config.store.open().await.map_err(std::io::Error::other)?;
         let store: Arc<dyn Store> = Arc::new(CachingStore::new(backend, config.cache.clone()));
-        for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
-            let key = AuthKey::parse(key).expect("well-formed key");
-            store
-                .put_subject(&SubjectDoc::single(subject, &key))
-                .await
-                .map_err(std::io::Error::other)?;
-        }
+        seed_keys(store.as_ref())
+            .await
+            .map_err(std::io::Error::other)?;
         let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -123,49 +115,43 @@ impl Standalone {
         lb.add_invoker(0, config.user_memory_mb);
         let lb_task = lb.start().await.map_err(std::io::Error::other)?;
 
-        let stem_cells = if config.prewarm {
-            config.manifest.stem_cells()
-        } else {
-            Vec::new()
-        };
         let retention = Arc::new(config.retention.clone());
+        let invoker = InvokerProcess::start(
+            store.clone(),
+            bus,
+            InvokerSettings {
+                id: 0,
+                user_memory_mb: config.user_memory_mb,
+                idle_timeout: config.idle_timeout,
+                pause_grace: config.pause_grace,
+                manifest: config.manifest.clone(),
+                prewarm: config.prewarm,
+                api_host: format!("http://{addr}"),
+                retention: retention.clone(),
+                // Actions must not read the platform's database.
+                hidden: match &config.store {
+                    StoreBackend::Embedded(dir) => vec![dir.clone()],
+                    _ => Vec::new(),
+                },
+            },
+        )
+        .await?;
+        let mut tasks = vec![lb_task];
+        if retention.bounded() {
+            tasks.push(retention.clone().spawn_sweeper(store.clone(), config.retention_sweep));
+        }
+
         let mut limits = SystemLimits::default();
         limits.concurrency.max = config.max_concurrency.max(1);
         let controller_config = ControllerConfig {
             limits,
             namespace_limits: config.namespace_limits,
             manifest: config.manifest.clone(),
-            retention: retention.clone(),
+            retention,
             ..ControllerConfig::default()
         };
-        let truncation = controller_config.limits.result_truncation_bytes as usize;
-        let mut executor = ProcessExecutor::new()?.with_manifest(&config.manifest);
-        if let StoreBackend::Embedded(dir) = &config.store {
-            // Actions must not read the platform's database.
-            executor = executor.with_hidden(dir);
-        }
-        let pool = ContainerPool::new(
-            Arc::new(executor),
-            RuntimeClient::new(truncation),
-            PoolConfig {
-                invoker_id: 0,
-                user_memory_mb: config.user_memory_mb,
-                idle_timeout: config.idle_timeout,
-                pause_grace: config.pause_grace,
-                stem_cells,
-                api_host: format!("http://{addr}"),
-                ..PoolConfig::default()
-            },
-        );
-        let invoker = Invoker::with_retention(store.clone(), bus, pool.clone(), retention.clone());
-        let invoker_task = invoker.start().await.map_err(std::io::Error::other)?;
-        let mut tasks = vec![lb_task, invoker_task];
-        if retention.bounded() {
-            tasks.push(retention.spawn_sweeper(store.clone(), config.retention_sweep));
-        }
-
         let controller = Controller::new(store.clone(), lb, controller_config);
-        let metrics_pool = pool.clone();
+        let metrics_pool = invoker.pool.clone();
         let app = whisk_core::api::router(controller).route(
             "/invokers/0/pool",
             axum::routing::get(move || {
@@ -173,23 +159,11 @@ impl Standalone {
                 async move { axum::Json(pool.metrics()) }
             }),
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let graceful = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
+        let server = Server::start(listener, app)?;
         Ok(Self {
             addr,
             store,
-            pool,
-            stop,
+            invoker,
             server,
             tasks,
         })
@@ -202,16 +176,15 @@ impl Standalone {
 
     /// The invoker's container pool.
     pub fn pool(&self) -> &Arc<ContainerPool> {
-        &self.pool
+        &self.invoker.pool
     }
 
     /// Stops serving, then removes every container (no runtime process is left behind).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        self.server.shutdown().await;
         for t in &self.tasks {
             t.abort();
         }
-        self.pool.shutdown().await;
+        self.invoker.shutdown().await;
     }
 }

@@ -10,20 +10,8 @@ use std::time::Duration;
 use whisk_core::controller::NamespaceLimits;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::entity::RuntimeManifest;
-use whisk_core::store::retention::{Retention, RetentionPolicy};
+use whisk_examples::cli::{RetentionArgs, StoreArgs};
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
-use whisk_store::CouchConfig;
-
-/// The store backends `--store` names.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum StoreKind {
-    /// The embedded durable store under `--data-dir`.
-    Embedded,
-    /// Process memory (lost on exit).
-    Memory,
-    /// A CouchDB server at `--couchdb-url`, in OpenWhisk's layout.
-    Couchdb,
-}
 
 /// whisk standalone: an OpenWhisk-compatible serverless platform in one process.
 #[derive(Parser, Debug)]
@@ -64,63 +52,11 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     max_concurrency: u64,
     /// Where entities, activations and keys are kept.
-    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
-    store: StoreKind,
-    /// Directory of the embedded store (default: the user's data directory,
-    /// e.g. ~/.local/share/whisk/standalone-<port>).
-    #[arg(long)]
-    data_dir: Option<std::path::PathBuf>,
-    /// CouchDB URL for `--store couchdb` (credentials may be in the URL).
-    #[arg(long, default_value = "http://127.0.0.1:5984")]
-    couchdb_url: String,
-    /// CouchDB admin user.
-    #[arg(long, env = "WHISK_COUCHDB_USER")]
-    couchdb_user: Option<String>,
-    /// CouchDB admin password.
-    #[arg(long, env = "WHISK_COUCHDB_PASSWORD", hide_env_values = true)]
-    couchdb_password: Option<String>,
-    /// Prefix of the CouchDB database names (OpenWhisk's db_prefix).
-    #[arg(long, default_value = "whisk_local_")]
-    couchdb_prefix: String,
-    /// Activation retention of every namespace, e.g. `max-age=7d,max-count=10000,successful=false`.
-    #[arg(long, default_value = "")]
-    activation_retention: RetentionPolicy,
-    /// Retention of one namespace, `NAMESPACE=POLICY` (repeatable), e.g. `guest=max-count=100`.
-    #[arg(long, value_parser = namespace_retention)]
-    namespace_retention: Vec<(String, RetentionPolicy)>,
-}
-
-/// Parses `NAMESPACE=POLICY`.
-fn namespace_retention(s: &str) -> Result<(String, RetentionPolicy), String> {
-    let (ns, policy) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected NAMESPACE=POLICY, got '{s}'"))?;
-    Ok((ns.to_string(), policy.parse()?))
-}
-
-impl Args {
-    /// The store backend the flags choose.
-    fn store(&self) -> std::io::Result<StoreBackend> {
-        Ok(match self.store {
-            StoreKind::Memory => StoreBackend::Memory,
-            StoreKind::Embedded => StoreBackend::Embedded(match &self.data_dir {
-                Some(dir) => dir.clone(),
-                None => dirs::data_dir()
-                    .ok_or_else(|| {
-                        std::io::Error::other("no user data directory; pass --data-dir")
-                    })?
-                    .join("whisk")
-                    .join(format!("standalone-{}", self.port)),
-            }),
-            StoreKind::Couchdb => StoreBackend::CouchDb(CouchConfig {
-                url: self.couchdb_url.clone(),
-                username: self.couchdb_user.clone(),
-                password: self.couchdb_password.clone(),
-                db_prefix: self.couchdb_prefix.clone(),
-                ..CouchConfig::default()
-            }),
-        })
-    }
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Which activation records are kept.
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 /// Prints a line to stdout, ignoring a closed pipe.
@@ -139,13 +75,10 @@ async fn main() -> std::io::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let store = args.store()?;
+    let store = args.store.backend(args.port)?;
     let platform = Standalone::start(StandaloneConfig {
         store: store.clone(),
-        retention: Retention {
-            default: args.activation_retention.clone(),
-            namespaces: args.namespace_retention.iter().cloned().collect(),
-        },
+        retention: args.retention.retention(),
         listen: SocketAddr::new(args.host, args.port),
         user_memory_mb: args.user_memory,
         idle_timeout: Duration::from_secs(args.idle_timeout),

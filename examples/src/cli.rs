@@ -1,0 +1,112 @@
+//! Command-line pieces shared by the example binaries (flattened into each one's flags), so
+//! every binary spells a setting the same way.
+
+use crate::standalone::StoreBackend;
+use whisk_core::store::retention::{Retention, RetentionPolicy};
+use whisk_store::CouchConfig;
+
+/// How to reach CouchDB: `--couchdb-url`, `--couchdb-user`, `--couchdb-password`,
+/// `--couchdb-prefix`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CouchArgs {
+    /// CouchDB URL (credentials may be in the URL).
+    #[arg(long, default_value = "http://127.0.0.1:5984")]
+    pub couchdb_url: String,
+    /// CouchDB admin user.
+    #[arg(long, env = "WHISK_COUCHDB_USER")]
+    pub couchdb_user: Option<String>,
+    /// CouchDB admin password.
+    #[arg(long, env = "WHISK_COUCHDB_PASSWORD", hide_env_values = true)]
+    pub couchdb_password: Option<String>,
+    /// Prefix of the CouchDB database names (OpenWhisk's db_prefix).
+    #[arg(long, default_value = "whisk_local_")]
+    pub couchdb_prefix: String,
+}
+
+impl CouchArgs {
+    /// The CouchDB configuration these flags give.
+    pub fn config(&self) -> CouchConfig {
+        CouchConfig {
+            url: self.couchdb_url.clone(),
+            username: self.couchdb_user.clone(),
+            password: self.couchdb_password.clone(),
+            db_prefix: self.couchdb_prefix.clone(),
+            ..CouchConfig::default()
+        }
+    }
+}
+
+/// The store backends `--store` names.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded durable store under `--data-dir`.
+    Embedded,
+    /// Process memory (lost on exit).
+    Memory,
+    /// A CouchDB server at `--couchdb-url`, in OpenWhisk's layout.
+    Couchdb,
+}
+
+/// `--store` and what each backend needs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Where entities, activations and keys are kept.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// Directory of the embedded store (default: the user's data directory,
+    /// e.g. ~/.local/share/whisk/standalone-<port>).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// CouchDB settings for `--store couchdb`.
+    #[command(flatten)]
+    pub couch: CouchArgs,
+}
+
+impl StoreArgs {
+    /// The backend these flags choose; the embedded store's default directory is named after
+    /// `port`, so two platforms on one machine keep apart.
+    pub fn backend(&self, port: u16) -> std::io::Result<StoreBackend> {
+        Ok(match self.store {
+            StoreKind::Memory => StoreBackend::Memory,
+            StoreKind::Embedded => StoreBackend::Embedded(match &self.data_dir {
+                Some(dir) => dir.clone(),
+                None => dirs::data_dir()
+                    .ok_or_else(|| {
+                        std::io::Error::other("no user data directory; pass --data-dir")
+                    })?
+                    .join("whisk")
+                    .join(format!("standalone-{port}")),
+            }),
+            StoreKind::Couchdb => StoreBackend::CouchDb(self.couch.config()),
+        })
+    }
+}
+
+/// `--activation-retention` and `--namespace-retention`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RetentionArgs {
+    /// Activation retention of every namespace, e.g. `max-age=7d,max-count=10000,successful=false`.
+    #[arg(long, default_value = "")]
+    pub activation_retention: RetentionPolicy,
+    /// Retention of one namespace, `NAMESPACE=POLICY` (repeatable), e.g. `guest=max-count=100`.
+    #[arg(long, value_parser = namespace_retention)]
+    pub namespace_retention: Vec<(String, RetentionPolicy)>,
+}
+
+impl RetentionArgs {
+    /// The retention these flags give.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            default: self.activation_retention.clone(),
+            namespaces: self.namespace_retention.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Parses `NAMESPACE=POLICY`.
+fn namespace_retention(s: &str) -> Result<(String, RetentionPolicy), String> {
+    let (ns, policy) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAMESPACE=POLICY, got '{s}'"))?;
+    Ok((ns.to_string(), policy.parse()?))
+}

@@ -1,0 +1,160 @@
+//! The pieces a platform is composed of, shared by the standalone platform and the cluster
+//! binaries: an invoker process (container pool + invoker on the bus), the REST API server,
+//! and the seed keys.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use whisk_core::bus::MessageBus;
+use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
+use whisk_core::entity::{RuntimeManifest, SystemLimits};
+use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
+use whisk_core::invoker::Invoker;
+use whisk_core::runtime::RuntimeClient;
+use whisk_core::store::{Collection, Retention, Store, StoreError};
+use whisk_exec::ProcessExecutor;
+
+/// Settings of one invoker.
+#[derive(Debug, Clone)]
+pub struct InvokerSettings {
+    /// Its id (`invoker{id}` topic).
+    pub id: u32,
+    /// Memory for its containers, in MB.
+    pub user_memory_mb: u64,
+    /// Idle containers are removed after this long.
+    pub idle_timeout: Duration,
+    /// Idle containers are paused after this long.
+    pub pause_grace: Duration,
+    /// The runtime manifest (kinds and their stem cells).
+    pub manifest: RuntimeManifest,
+    /// Whether to keep the manifest's prewarmed stem cells.
+    pub prewarm: bool,
+    /// The API host actions call back (`__OW_API_HOST`).
+    pub api_host: String,
+    /// Which activation records are kept.
+    pub retention: Arc<Retention>,
+    /// Paths actions must not see (e.g. the platform's data directory).
+    pub hidden: Vec<PathBuf>,
+}
+
+impl Default for InvokerSettings {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            user_memory_mb: 2048,
+            idle_timeout: Duration::from_secs(600),
+            pause_grace: Duration::from_secs(10),
+            manifest: RuntimeManifest::default(),
+            prewarm: true,
+            api_host: "http://127.0.0.1:3233".into(),
+            retention: Arc::default(),
+            hidden: Vec::new(),
+        }
+    }
+}
+
+/// A running invoker: its pool and the task consuming `invoker{id}`.
+pub struct InvokerProcess {
+    /// The invoker.
+    pub invoker: Arc<Invoker>,
+    /// Its container pool.
+    pub pool: Arc<ContainerPool>,
+    /// The consuming task.
+    pub task: JoinHandle<()>,
+}
+
+impl InvokerProcess {
+    /// Starts an invoker on `store` and `bus` running actions as local processes.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        settings: InvokerSettings,
+    ) -> std::io::Result<Self> {
+        let mut executor = ProcessExecutor::new()?.with_manifest(&settings.manifest);
+        for path in &settings.hidden {
+            executor = executor.with_hidden(path);
+        }
+        let stem_cells = if settings.prewarm {
+            settings.manifest.stem_cells()
+        } else {
+            Vec::new()
+        };
+        let truncation = SystemLimits::default().result_truncation_bytes as usize;
+        let pool = ContainerPool::new(
+            Arc::new(executor),
+            RuntimeClient::new(truncation),
+            PoolConfig {
+                invoker_id: settings.id,
+                user_memory_mb: settings.user_memory_mb,
+                idle_timeout: settings.idle_timeout,
+                pause_grace: settings.pause_grace,
+                stem_cells,
+                api_host: settings.api_host.clone(),
+                ..PoolConfig::default()
+            },
+        );
+        let invoker = Invoker::with_retention(store, bus, pool.clone(), settings.retention);
+        let task = invoker.start().await.map_err(std::io::Error::other)?;
+        Ok(Self {
+            invoker,
+            pool,
+            task,
+        })
+    }
+
+    /// Stops consuming and removes every container.
+    pub async fn shutdown(self) {
+        self.task.abort();
+        self.pool.shutdown().await;
+    }
+}
+
+/// An HTTP server with a graceful stop.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves `app` on `listener`.
+    pub fn start(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let graceful = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
+                tracing::error!(error = %e, "server failed");
+            }
+        });
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 5 s).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Creates the `guest` and `whisk.system` subjects with OpenWhisk standalone's keys unless
+/// they exist (keys changed by an operator are kept).
+pub async fn seed_keys(store: &dyn Store) -> Result<(), StoreError> {
+    for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
+        let key = AuthKey::parse(key).expect("well-formed key");
+        let body = serde_json::to_value(SubjectDoc::single(subject, &key)).expect("serialises");
+        match store.put(Collection::Subjects, subject, body, None).await {
+            Ok(_) | Err(StoreError::AlreadyExists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
