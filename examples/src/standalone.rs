@@ -138,7 +138,11 @@ impl Standalone {
         .await?;
         let mut tasks = vec![lb_task];
         if retention.bounded() {
-            tasks.push(retention.clone().spawn_sweeper(store.clone(), config.retention_sweep));
+            tasks.push(
+                retention
+                    .clone()
+                    .spawn_sweeper(store.clone(), config.retention_sweep),
+            );
         }
 
         let mut limits = SystemLimits::default();

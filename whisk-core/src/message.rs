@@ -72,6 +72,9 @@ pub struct InvokerInstanceId {
     pub instance: u32,
     /// User memory as OpenWhisk's ByteSize string, e.g. `"2147483648 B"`.
     pub user_memory: String,
+    /// Memory in use, as a ByteSize string (FPC invokers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_memory: Option<String>,
     /// Always `invoker`.
     pub instance_type: String,
     /// Scheduling tags.
@@ -80,6 +83,12 @@ pub struct InvokerInstanceId {
     /// Namespaces only this invoker serves.
     #[serde(default)]
     pub dedicated_namespaces: Vec<String>,
+    /// A name unique to this invoker process (OpenWhisk: the host's unique name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<String>,
+    /// A name to show operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub displayed_name: Option<String>,
 }
 
 impl InvokerInstanceId {
@@ -88,10 +97,88 @@ impl InvokerInstanceId {
         Self {
             instance: n,
             user_memory: format!("{} B", memory_mb * 1024 * 1024),
+            busy_memory: None,
             instance_type: "invoker".into(),
             tags: vec![],
             dedicated_namespaces: vec![],
+            unique_name: None,
+            displayed_name: None,
         }
+    }
+
+    /// The user memory in MB, parsed from OpenWhisk's ByteSize string (`"2147483648 B"`,
+    /// `"2048 MB"`, `"2 GB"`, ...); `None` when unreadable.
+    pub fn user_memory_mb(&self) -> Option<u64> {
+        parse_byte_size(&self.user_memory).map(|b| b / (1024 * 1024))
+    }
+
+    /// OpenWhisk's `toString`: `invoker{N}`, then `/uniqueName` and `/displayedName` when set.
+    /// The key of `GET /invokers`.
+    pub fn display(&self) -> String {
+        let mut s = format!("invoker{}", self.instance);
+        for part in [&self.unique_name, &self.displayed_name]
+            .into_iter()
+            .flatten()
+        {
+            s.push('/');
+            s.push_str(part);
+        }
+        s
+    }
+}
+
+/// Bytes of an OpenWhisk ByteSize string: a number and a unit `B`, `K`/`KB`, `M`/`MB` or
+/// `G`/`GB` (case-insensitive, optional space).
+pub fn parse_byte_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" => 1024,
+        "M" | "MB" => 1024 * 1024,
+        "G" | "GB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// An invoker's heartbeat on topic `health`: `{"name":<InvokerInstanceId>,"isEnabled":true}`.
+/// Invokers send one every second; `isEnabled: false` says the invoker was disabled (it is
+/// shutting down) and takes it out of scheduling at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PingMessage {
+    /// The invoker.
+    pub name: InvokerInstanceId,
+    /// Whether it accepts work; absent means enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_enabled: Option<bool>,
+}
+
+impl PingMessage {
+    /// A ping of `name` with `isEnabled` set.
+    pub fn new(name: InvokerInstanceId, enabled: bool) -> Self {
+        Self {
+            name,
+            is_enabled: Some(enabled),
+        }
+    }
+
+    /// Whether the invoker is enabled (`isEnabled` absent counts as enabled, as in OpenWhisk).
+    pub fn invoker_enabled(&self) -> bool {
+        self.is_enabled.unwrap_or(true)
+    }
+
+    /// The JSON wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("ping serialises")
+    }
+
+    /// Parses the wire form.
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 }
 
@@ -310,6 +397,42 @@ mod tests {
             assert_eq!(back.activation_id(), &id);
         }
         assert!(Acknowledgement::parse(br#"{"transid":["t",1]}"#).is_err());
+    }
+
+    #[test]
+    fn ping_json_matches_openwhisk() {
+        // As OpenWhisk's InvokerReactive sends it (spray-json field order).
+        let raw = r#"{"name":{"instance":3,"userMemory":"2147483648 B","instanceType":"invoker","tags":[],"dedicatedNamespaces":[]},"isEnabled":true}"#;
+        let p = PingMessage::parse(raw.as_bytes()).unwrap();
+        assert_eq!(p, PingMessage::new(InvokerInstanceId::new(3, 2048), true));
+        assert_eq!(String::from_utf8(p.to_bytes()).unwrap(), raw);
+        assert_eq!(p.name.user_memory_mb(), Some(2048));
+        assert!(p.invoker_enabled());
+        // isEnabled is optional and means enabled; OpenWhisk's optional fields are read too.
+        let p = PingMessage::parse(
+            br#"{"name":{"instance":0,"userMemory":"512 MB","busyMemory":"0 B","instanceType":"invoker","tags":["a"],"dedicatedNamespaces":[],"uniqueName":"host-1","displayedName":"one"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.is_enabled, None);
+        assert!(p.invoker_enabled());
+        assert_eq!(p.name.user_memory_mb(), Some(512));
+        assert_eq!(p.name.display(), "invoker0/host-1/one");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["name"]["uniqueName"], "host-1");
+        assert!(v.get("isEnabled").is_none());
+        let off = PingMessage::new(InvokerInstanceId::new(1, 256), false);
+        assert_eq!(serde_json::to_value(&off).unwrap()["isEnabled"], false);
+        assert!(!PingMessage::parse(&off.to_bytes())
+            .unwrap()
+            .invoker_enabled());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("1024 B"), Some(1024));
+        assert_eq!(parse_byte_size("2 GB"), Some(2 << 30));
+        assert_eq!(parse_byte_size("256M"), Some(256 << 20));
+        assert_eq!(parse_byte_size("7 parsecs"), None);
     }
 
     #[test]

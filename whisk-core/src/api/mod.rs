@@ -10,6 +10,7 @@
 
 mod actions;
 mod activations;
+mod admin;
 mod entities;
 mod error;
 mod meta;
@@ -124,6 +125,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
+        .route("/invokers", get(admin::invokers))
+        .route("/invokers/healthy/count", get(admin::healthy_count))
+        .route("/invokers/ready", get(admin::ready))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
         .layer(middleware::from_fn(transaction))

@@ -12,9 +12,16 @@ pub use resolve::{ResolveError, ResolvedAction, ResolvedPackage};
 pub use throttle::{NamespaceLimits, ThrottleError};
 pub use triggers::{FireError, FireOutcome};
 
+use crate::entity::exec::ExecPut;
+use crate::entity::limits::ActionLimitsPut;
 use crate::entity::{ActivationId, Identity, RuntimeManifest, SystemLimits, WhiskActivation};
-use crate::loadbalancer::{Completed, LoadBalancer, LoadBalancerError};
+use crate::entity::{WhiskAction, WhiskActionPut};
+use crate::loadbalancer::{
+    health_action_name, Completed, LoadBalancer, LoadBalancerError, HEALTH_ACTION_CODE,
+    HEALTH_ACTION_KIND, HEALTH_ACTION_NAMESPACE,
+};
 use crate::message::{ActivationMessage, ControllerInstanceId, TransactionId};
+use crate::store::Collection;
 use crate::store::{ActivationRecorder, Retention, Store, StoreError, StoreExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -101,13 +108,71 @@ impl Controller {
         lb: Arc<LoadBalancer>,
         config: ControllerConfig,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            recorder: ActivationRecorder::new(store.clone(), config.retention.clone()),
+        let recorder = ActivationRecorder::new(store.clone(), config.retention.clone());
+        if !lb.has_recorder() {
+            // Forced completions are recorded like any other activation.
+            lb.set_recorder(recorder.clone());
+        }
+        let me = Arc::new(Self {
+            recorder,
             store,
             lb,
             config,
             throttles: Throttles::default(),
-        })
+        });
+        // OpenWhisk's controller creates the invoker health test action when it starts.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let c = me.clone();
+            rt.spawn(async move {
+                if let Err(e) = c.prepare().await {
+                    tracing::error!(error = %e, "creating the invoker health test action failed");
+                }
+            });
+        }
+        me
+    }
+
+    /// The invoker health test action of this controller (`whisk.system/
+    /// invokerHealthTestAction{id}`, `function main(params) { return params; }`, kind
+    /// `nodejs:default`, minimum memory); `None` when the manifest has no default Node.js.
+    pub fn health_action(&self) -> Option<WhiskAction> {
+        let put = WhiskActionPut {
+            exec: Some(ExecPut {
+                kind: HEALTH_ACTION_KIND.into(),
+                code: Some(HEALTH_ACTION_CODE.into()),
+                ..ExecPut::default()
+            }),
+            limits: Some(ActionLimitsPut {
+                memory: Some(self.config.limits.memory_mb.min),
+                ..ActionLimitsPut::default()
+            }),
+            ..WhiskActionPut::default()
+        };
+        WhiskAction::create(
+            HEALTH_ACTION_NAMESPACE,
+            &health_action_name(self.config.id),
+            put,
+            &self.config.manifest,
+            &self.config.limits,
+            crate::message::now_ms(),
+        )
+        .ok()
+    }
+
+    /// Creates or replaces the health test action in the store, so invokers can run the
+    /// test actions the load balancer sends. [`Controller::new`] starts this in the
+    /// background when called inside a Tokio runtime; await it to know it is done.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        let Some(action) = self.health_action() else {
+            return Err(StoreError::Other(format!(
+                "cannot create the invoker health test action: no '{HEALTH_ACTION_KIND}' runtime"
+            )));
+        };
+        self.store
+            .upsert(Collection::Whisks, &action.doc_id(), action.to_document())
+            .await?;
+        tracing::info!(action = %action.doc_id(), "invoker health test action exists");
+        Ok(())
     }
 
     /// The store.

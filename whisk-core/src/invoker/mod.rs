@@ -7,12 +7,15 @@ use crate::bus::{topics, MessageBus};
 use crate::entity::{
     ActivationId, ActivationResponse, Parameters, SemVer, WhiskAction, WhiskActivation,
 };
-use crate::message::{AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId};
+use crate::message::{
+    AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId, PingMessage,
+};
 use crate::runtime::ActivationContext;
 use crate::store::{ActivationRecorder, Retention, Store, StoreError, StoreExt};
 use pool::{init_params_env, ContainerPool, Job, JobOutcome};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +45,24 @@ impl RecentIds {
     }
 }
 
+/// Settings of an [`Invoker`] beyond its pool's.
+#[derive(Debug, Clone)]
+pub struct InvokerConfig {
+    /// Which activation records are kept.
+    pub retention: Arc<Retention>,
+    /// How often a [`PingMessage`] goes to topic `health` (OpenWhisk: 1 s).
+    pub ping_interval: Duration,
+}
+
+impl Default for InvokerConfig {
+    fn default() -> Self {
+        Self {
+            retention: Arc::default(),
+            ping_interval: Duration::from_secs(1),
+        }
+    }
+}
+
 /// An invoker: one consumer of `invoker{id}` driving one container pool.
 pub struct Invoker {
     instance: InvokerInstanceId,
@@ -51,6 +72,8 @@ pub struct Invoker {
     pool: Arc<ContainerPool>,
     recent: Mutex<RecentIds>,
     actions: Mutex<HashMap<String, (String, Arc<WhiskAction>)>>,
+    ping_interval: Duration,
+    enabled: AtomicBool,
 }
 
 impl Invoker {
@@ -60,7 +83,7 @@ impl Invoker {
         bus: Arc<dyn MessageBus>,
         pool: Arc<ContainerPool>,
     ) -> Arc<Self> {
-        Self::with_retention(store, bus, pool, Arc::default())
+        Self::with_config(store, bus, pool, InvokerConfig::default())
     }
 
     /// An invoker whose activation records follow `retention`.
@@ -70,15 +93,35 @@ impl Invoker {
         pool: Arc<ContainerPool>,
         retention: Arc<Retention>,
     ) -> Arc<Self> {
+        Self::with_config(
+            store,
+            bus,
+            pool,
+            InvokerConfig {
+                retention,
+                ..InvokerConfig::default()
+            },
+        )
+    }
+
+    /// An invoker with `config`.
+    pub fn with_config(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        pool: Arc<ContainerPool>,
+        config: InvokerConfig,
+    ) -> Arc<Self> {
         let cfg = pool.config();
         Arc::new(Self {
             instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
-            recorder: ActivationRecorder::new(store.clone(), retention),
+            recorder: ActivationRecorder::new(store.clone(), config.retention),
             store,
             bus,
             pool,
             recent: Mutex::new(RecentIds::default()),
             actions: Mutex::new(HashMap::new()),
+            ping_interval: config.ping_interval.max(Duration::from_millis(1)),
+            enabled: AtomicBool::new(true),
         })
     }
 
@@ -92,19 +135,61 @@ impl Invoker {
         &self.pool
     }
 
-    /// Subscribes to `invoker{id}` and processes messages until the task is aborted.
+    /// Whether it is pinging as enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    /// Disables the invoker, as OpenWhisk's `disable`: publishes one ping with `isEnabled:
+    /// false` (controllers take it out of scheduling at once) and stops the regular pings.
+    /// Call it before a graceful shutdown. Activations still arriving are run.
+    pub async fn disable(&self) -> Result<(), crate::bus::BusError> {
+        self.enabled.store(false, Ordering::SeqCst);
+        self.ping(false).await
+    }
+
+    /// Enables a disabled invoker again: regular pings resume (controllers test it and
+    /// take it back once healthy).
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::SeqCst);
+    }
+
+    /// Publishes one ping to topic `health`.
+    async fn ping(&self, enabled: bool) -> Result<(), crate::bus::BusError> {
+        let ping = PingMessage::new(self.instance.clone(), enabled);
+        self.bus
+            .publish(topics::HEALTH, ping.to_bytes().into())
+            .await
+    }
+
+    /// Subscribes to `invoker{id}` and processes messages, and pings topic `health` every
+    /// [`InvokerConfig::ping_interval`] while enabled, until the task is aborted.
     pub async fn start(
         self: &Arc<Self>,
     ) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
         let topic = topics::invoker(self.instance.instance);
         self.bus.create_topic(&topic).await?;
+        self.bus.create_topic(topics::HEALTH).await?;
         let mut consumer = self
             .bus
             .subscribe(&topic, &format!("invoker{}", self.instance.instance))
             .await?;
         self.pool.start();
         let me = self.clone();
-        Ok(tokio::spawn(async move {
+        let pinger = async move {
+            let mut interval = tokio::time::interval(me.ping_interval);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if me.is_enabled() {
+                    if let Err(e) = me.ping(true).await {
+                        tracing::error!(error = %e, "failed to ping the controller");
+                    }
+                }
+            }
+        };
+        let me = self.clone();
+        let consume = async move {
             loop {
                 let batch = match consumer.poll(128, Duration::from_secs(1)).await {
                     Ok(b) => b,
@@ -132,6 +217,12 @@ impl Invoker {
                     }
                 }
             }
+        };
+        Ok(tokio::spawn(async move {
+            tokio::select! {
+                _ = consume => {}
+                _ = pinger => {}
+            }
         }))
     }
 
@@ -157,10 +248,23 @@ impl Invoker {
         Ok((action, rev))
     }
 
-    /// Runs one activation end to end; duplicates of a seen id are dropped.
+    /// Runs one activation end to end. Duplicates are never run twice: an id seen recently
+    /// by this process is dropped, and an id whose record is already in the store (run
+    /// before a restart, or force-completed by the controller) is not run again — its
+    /// acknowledgement is repeated from the stored record instead, in case the first was lost.
     pub async fn handle(&self, msg: ActivationMessage) {
         if !self.recent.lock().unwrap().insert(&msg.activation_id) {
             tracing::info!(activation = %msg.activation_id, "duplicate delivery dropped");
+            return;
+        }
+        if let Ok(done) = self
+            .store
+            .get_activation(&msg.user.namespace.name, &msg.activation_id)
+            .await
+        {
+            tracing::info!(activation = %msg.activation_id,
+                "activation already recorded; duplicate delivery not run");
+            self.acknowledge(&msg, done).await;
             return;
         }
         let activation = match self.action(&msg).await {
@@ -190,6 +294,11 @@ impl Invoker {
             }
         };
         self.recorder.record(&activation).await;
+        self.acknowledge(&msg, activation).await;
+    }
+
+    /// Sends the Combined acknowledgement of `activation` to `completed{controller}`.
+    async fn acknowledge(&self, msg: &ActivationMessage, activation: WhiskActivation) {
         let system_error = activation.response.status == crate::entity::StatusCode::WhiskError;
         let response = if msg.blocking {
             AckResponse::Activation(Box::new(activation))
