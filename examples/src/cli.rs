@@ -110,3 +110,112 @@ fn namespace_retention(s: &str) -> Result<(String, RetentionPolicy), String> {
         .ok_or_else(|| format!("expected NAMESPACE=POLICY, got '{s}'"))?;
     Ok((ns.to_string(), policy.parse()?))
 }
+
+/// Where the REST API listens: `--port`, `--host`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ListenArgs {
+    /// Port of the OpenWhisk REST API.
+    #[arg(long, default_value_t = 3233)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+}
+
+impl ListenArgs {
+    /// The socket address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.host, self.port)
+    }
+}
+
+/// Per-namespace throttles and the intra-container concurrency limit.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Action invocations per minute per namespace (429 beyond).
+    #[arg(long, default_value_t = 60)]
+    pub invokes_per_minute: u64,
+    /// Activations in flight per namespace (429 beyond).
+    #[arg(long, default_value_t = 30)]
+    pub concurrent_invocations: u64,
+    /// Trigger fires per minute per namespace (429 beyond).
+    #[arg(long, default_value_t = 60)]
+    pub fires_per_minute: u64,
+    /// Highest intra-container concurrency (`limits.concurrency`) an action may set; nodejs
+    /// actions then run that many activations at once in one container.
+    #[arg(long, default_value_t = 1)]
+    pub max_concurrency: u64,
+}
+
+impl LimitArgs {
+    /// The per-namespace throttles.
+    pub fn namespace_limits(&self) -> whisk_core::controller::NamespaceLimits {
+        whisk_core::controller::NamespaceLimits {
+            invocations_per_minute: self.invokes_per_minute,
+            concurrent_invocations: self.concurrent_invocations,
+            fires_per_minute: self.fires_per_minute,
+        }
+    }
+}
+
+/// The container pool of an invoker.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolArgs {
+    /// Memory for action containers, in MB (the pool's one capacity knob).
+    #[arg(long, default_value_t = 2048)]
+    pub user_memory: u64,
+    /// Seconds an idle container is kept warm.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout: u64,
+    /// Seconds before an idle container is paused.
+    #[arg(long, default_value_t = 10)]
+    pub pause_grace: u64,
+    /// Do not keep prewarmed containers (the manifest's stem cells).
+    #[arg(long)]
+    pub no_prewarm: bool,
+}
+
+/// `--runtimes-manifest`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManifestArgs {
+    /// A runtime manifest in OpenWhisk's runtimes.json shape (default: the bundled one).
+    #[arg(long)]
+    pub runtimes_manifest: Option<std::path::PathBuf>,
+}
+
+impl ManifestArgs {
+    /// The manifest: the file given, or the bundled one.
+    pub fn manifest(&self) -> std::io::Result<whisk_core::entity::RuntimeManifest> {
+        match &self.runtimes_manifest {
+            Some(path) => whisk_core::entity::RuntimeManifest::from_file(path),
+            None => Ok(whisk_core::entity::RuntimeManifest::default()),
+        }
+    }
+}
+
+/// Prints a line to stdout, ignoring a closed pipe (the process keeps running either way).
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Logs to stderr at `RUST_LOG` (default `warn`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+pub async fn terminated() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
