@@ -1,8 +1,8 @@
 //! # whisk-bus
 //!
 //! [`MessageBus`](whisk_core::bus::MessageBus) backends for whisk. [`MemoryBus`] carries
-//! messages between the engines of one process (the standalone platform); a Kafka backend
-//! follows behind a cargo feature.
+//! messages between the engines of one process (the standalone platform); `kafka::KafkaBus`
+//! (cargo feature `kafka`) carries them over a Kafka-protocol broker between processes.
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
@@ -18,6 +18,10 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod memory;
 
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaBus, KafkaConfig};
 pub use memory::MemoryBus;
