@@ -111,6 +111,28 @@ fn namespace_retention(s: &str) -> Result<(String, RetentionPolicy), String> {
     Ok((ns.to_string(), policy.parse()?))
 }
 
+/// How to reach Kafka: `--kafka-brokers`, `--kafka-prefix`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Prefix of every topic (and consumer group) name (OpenWhisk's `whisk.kafka.topics.prefix`).
+    #[arg(long, default_value = "")]
+    pub kafka_prefix: String,
+}
+
+impl KafkaArgs {
+    /// Connects to the brokers (a clear error when none answers).
+    pub async fn connect(&self) -> std::io::Result<whisk_bus::KafkaBus> {
+        let config =
+            whisk_bus::KafkaConfig::new(&self.kafka_brokers).with_topic_prefix(&self.kafka_prefix);
+        whisk_bus::KafkaBus::connect(config)
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
 /// Where the REST API listens: `--port`, `--host`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenArgs {
@@ -204,6 +226,7 @@ pub fn say(text: &str) {
 /// Logs to stderr at `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )

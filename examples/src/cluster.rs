@@ -1,6 +1,7 @@
 //! The pieces a platform is composed of, shared by the standalone platform and the cluster
-//! binaries: an invoker process (container pool + invoker on the bus), the REST API server,
-//! and the seed keys.
+//! binaries: an invoker process (container pool + invoker on the bus), a controller process
+//! (load balancer with invoker health + controller + REST API), the REST API server, and the
+//! seed keys.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use whisk_core::bus::MessageBus;
+use whisk_core::controller::{Controller, ControllerConfig};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
 use whisk_core::entity::{RuntimeManifest, SystemLimits};
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::Invoker;
+use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::runtime::RuntimeClient;
+use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{Collection, Retention, Store, StoreError};
 use whisk_exec::ProcessExecutor;
 
@@ -108,6 +112,51 @@ impl InvokerProcess {
     pub async fn shutdown(self) {
         self.task.abort();
         self.pool.shutdown().await;
+    }
+}
+
+/// A running controller: load balancer (with invoker health), controller and REST API.
+pub struct ControllerProcess {
+    /// The controller.
+    pub controller: Arc<Controller>,
+    /// The REST API server.
+    pub server: Server,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControllerProcess {
+    /// Starts controller `id` on `store` and `bus`, serving the API on `listener`. Invokers
+    /// are discovered from their pings and used once healthy.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        id: u32,
+        config: ControllerConfig,
+        balancer: LoadBalancerConfig,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<Self> {
+        let lb = LoadBalancer::with_config(bus, Arc::new(LeastLoaded), id, balancer);
+        let mut tasks = vec![lb.start().await.map_err(std::io::Error::other)?];
+        let retention = config.retention.clone();
+        if retention.bounded() {
+            tasks.push(retention.spawn_sweeper(store.clone(), Duration::from_secs(60)));
+        }
+        let controller = Controller::new(store, lb, ControllerConfig { id, ..config });
+        controller.prepare().await.map_err(std::io::Error::other)?;
+        let server = Server::start(listener, whisk_core::api::router(controller.clone()))?;
+        Ok(Self {
+            controller,
+            server,
+            tasks,
+        })
+    }
+
+    /// Stops serving and consuming.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 

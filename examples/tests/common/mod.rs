@@ -186,15 +186,15 @@ pub fn couch_config(url: &str) -> whisk_store::CouchConfig {
     }
 }
 
-/// Starts the `whisk-standalone` binary with `args` (add `--port 0`); returns the process and
-/// the URL it prints on its first line. Its later output is drained.
-pub fn spawn_standalone<I, S>(args: I) -> (std::process::Child, String)
+/// Starts binary `path` with `args`; returns the process and the first line it prints. Its
+/// later output is drained.
+pub fn spawn_binary<I, S>(path: &str, args: I) -> (std::process::Child, String)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
+    let mut child = std::process::Command::new(path)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -203,12 +203,26 @@ where
     let mut first = String::new();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     out.read_line(&mut first).unwrap();
-    // Keep reading so the platform's later output has somewhere to go.
+    // Keep reading so the process's later output has somewhere to go.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = first
-        .split_whitespace()
+    (child, first)
+}
+
+/// The first `http://` URL in `line`.
+pub fn url_in(line: &str) -> String {
+    line.split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
-    (child, url)
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string()
+}
+
+/// Starts the `whisk-standalone` binary with `args` (add `--port 0`); returns the process and
+/// the URL it prints on its first line.
+pub fn spawn_standalone<I, S>(args: I) -> (std::process::Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let (child, first) = spawn_binary(env!("CARGO_BIN_EXE_whisk-standalone"), args);
+    (child, url_in(&first))
 }

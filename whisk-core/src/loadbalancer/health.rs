@@ -144,7 +144,12 @@ impl InvokerHealth {
     pub fn on_ping(&mut self, enabled: bool, now: Instant, config: &HealthConfig) -> Step {
         self.last_ping = now;
         match (self.state, enabled) {
-            (InvokerState::Offline, true) => self.goto(InvokerState::Unhealthy, now, config),
+            (InvokerState::Offline, true) => {
+                // A rejoining invoker starts with a clean history: what was forced-completed
+                // while it was gone says nothing about it now.
+                self.buffer.clear();
+                self.goto(InvokerState::Unhealthy, now, config)
+            }
             (InvokerState::Offline, false) => Step::default(),
             (_, false) => self.goto(InvokerState::Offline, now, config),
             (_, true) => Step::default(),
@@ -158,6 +163,11 @@ impl InvokerHealth {
         now: Instant,
         config: &HealthConfig,
     ) -> Step {
+        if self.state == InvokerState::Offline {
+            // A stale ack or a forced completion of a gone invoker neither revives it nor
+            // counts against its next life.
+            return Step::default();
+        }
         if self.buffer.len() == BUFFER_SIZE {
             self.buffer.pop_front();
         }
@@ -165,10 +175,8 @@ impl InvokerHealth {
         let success = result == InvocationResult::Success;
         // A success while Unhealthy asks for another test action at once, to clear the buffer.
         let extra_test = success && self.state == InvokerState::Unhealthy;
-        let mut step = if (self.state == InvokerState::Healthy && success)
-            || self.state == InvokerState::Offline
-        {
-            // Healthy stays healthy on success; a stale ack does not revive an Offline invoker.
+        let mut step = if self.state == InvokerState::Healthy && success {
+            // Healthy stays healthy on success.
             Step::default()
         } else {
             let count = |r| self.buffer.iter().filter(|&&x| x == r).count();
@@ -422,5 +430,31 @@ mod tests {
         assert_eq!(h.state(), Unresponsive);
         assert!(!h.on_tick(secs(t0, 659), &c).send_test_action);
         assert!(h.on_tick(secs(t0, 660), &c).send_test_action);
+    }
+
+    #[test]
+    fn a_rejoining_invoker_starts_with_a_clean_history() {
+        let c = cfg();
+        let t0 = Instant::now();
+        let (mut h, _) = InvokerHealth::new(t0, &c);
+        h.on_result(InvocationResult::Success, t0, &c);
+        assert_eq!(h.state(), Healthy);
+        // It dies: silence takes it Offline, then its held activations are forced.
+        h.on_tick(secs(t0, 60), &c);
+        assert_eq!(h.state(), Offline);
+        for _ in 0..BUFFER_SIZE {
+            h.on_result(InvocationResult::Timeout, secs(t0, 61), &c);
+        }
+        assert_eq!(
+            h.results().count(),
+            1,
+            "results of a gone invoker are not kept"
+        );
+        // It comes back: one good test action makes it usable.
+        h.on_ping(true, secs(t0, 70), &c);
+        assert_eq!(h.state(), Unhealthy);
+        assert_eq!(h.results().count(), 0);
+        h.on_result(InvocationResult::Success, secs(t0, 71), &c);
+        assert_eq!(h.state(), Healthy);
     }
 }

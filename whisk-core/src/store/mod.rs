@@ -357,19 +357,30 @@ pub trait StoreExt: Store {
             .map_err(|e| StoreError::Corrupt(format!("activation {id}: {e}")))
     }
 
-    /// Creates or replaces document `id` of `collection`.
+    /// Creates or replaces document `id` of `collection` (the last writer wins: a concurrent
+    /// create or update is read again and overwritten).
     async fn upsert(
         &self,
         collection: Collection,
         id: &str,
         body: Value,
     ) -> Result<String, StoreError> {
-        let rev = match self.get(collection, id).await {
-            Ok(d) => Some(d.rev),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
-        };
-        self.put(collection, id, body, rev.as_deref()).await
+        let mut attempts = 0;
+        loop {
+            let rev = match self.get(collection, id).await {
+                Ok(d) => Some(d.rev),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
+            };
+            match self.put(collection, id, body.clone(), rev.as_deref()).await {
+                Err(StoreError::AlreadyExists | StoreError::Conflict | StoreError::NotFound)
+                    if attempts < 5 =>
+                {
+                    attempts += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Creates or replaces the subject document for `doc.subject`.

@@ -1,0 +1,105 @@
+//! Run with `cargo run --release --bin whisk-controller -- --kafka-brokers 127.0.0.1:9092
+//! --couchdb-url http://127.0.0.1:5984`.
+//!
+//! An OpenWhisk-compatible controller: the REST API, entitlement and throttles, and the load
+//! balancer, talking to any number of `whisk-invoker` processes over Kafka and sharing
+//! CouchDB with them. Invokers are discovered from their health pings and used once healthy.
+
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+use whisk_core::bus::MessageBus;
+use whisk_core::controller::ControllerConfig;
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::entity::SystemLimits;
+use whisk_core::loadbalancer::LoadBalancerConfig;
+use whisk_core::store::{CacheConfig, CachingStore, Store};
+use whisk_examples::cli::{
+    init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
+    RetentionArgs,
+};
+use whisk_examples::cluster::{seed_keys, ControllerProcess};
+use whisk_store::CouchStore;
+
+/// whisk controller: the REST API and load balancer of a whisk cluster.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// This controller's id (its acknowledgements arrive on `completed{id}`).
+    #[arg(long, default_value_t = 0)]
+    id: u32,
+    /// Where the REST API listens.
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// The Kafka cluster.
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The CouchDB server.
+    #[command(flatten)]
+    couch: CouchArgs,
+    /// Throttles and limits.
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// The runtime manifest (which kinds are accepted).
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// Which activation records are kept.
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Seconds past its time limit after which an activation whose invoker never answered is
+    /// recorded as a whisk internal error (default: OpenWhisk's max(limit, 60 s) x 2 + 60 s).
+    #[arg(long)]
+    forced_completion_after: Option<u64>,
+    /// Seconds without a ping after which an invoker is down.
+    #[arg(long, default_value_t = 10)]
+    ping_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let bus: Arc<dyn MessageBus> = Arc::new(args.kafka.connect().await?);
+    let couch = CouchStore::connect(args.couch.config())
+        .await
+        .map_err(std::io::Error::other)?;
+    let (cache, invalidations) = CachingStore::new(couch, CacheConfig::default())
+        .with_bus(bus.clone(), &format!("controller{}", args.id))
+        .await
+        .map_err(std::io::Error::other)?;
+    let store: Arc<dyn Store> = Arc::new(cache);
+    seed_keys(store.as_ref())
+        .await
+        .map_err(std::io::Error::other)?;
+
+    let mut limits = SystemLimits::default();
+    limits.concurrency.max = args.limits.max_concurrency.max(1);
+    let config = ControllerConfig {
+        limits,
+        manifest: args.manifest.manifest()?,
+        namespace_limits: args.limits.namespace_limits(),
+        retention: Arc::new(args.retention.retention()),
+        ..ControllerConfig::default()
+    };
+    let mut balancer = LoadBalancerConfig::default();
+    balancer.health.ping_timeout = Duration::from_secs(args.ping_timeout);
+    if let Some(after) = args.forced_completion_after {
+        balancer.min_action_timeout = Duration::ZERO;
+        balancer.timeout_factor = 1;
+        balancer.timeout_addon = Duration::from_secs(after);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen.addr()).await?;
+    let process = ControllerProcess::start(store, bus, args.id, config, balancer, listener).await?;
+    let url = format!("http://{}", process.server.addr);
+    say(&format!(
+        "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*)\n\
+         invokers: curl {url}/invokers\n\
+         wsk property set --apihost {url} --auth {GUEST_KEY}",
+        args.id, args.kafka.kafka_brokers, args.couch.couchdb_prefix
+    ));
+    terminated().await?;
+    say("stopping");
+    invalidations.abort();
+    process.shutdown().await;
+    Ok(())
+}

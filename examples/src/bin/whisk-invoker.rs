@@ -1,0 +1,83 @@
+//! Run with `cargo run --release --bin whisk-invoker -- --id 0 --kafka-brokers 127.0.0.1:9092
+//! --couchdb-url http://127.0.0.1:5984`.
+//!
+//! An OpenWhisk-compatible invoker: consumes `invoker{id}` from Kafka, runs actions in its
+//! container pool (local processes), stores activation records in CouchDB, acknowledges to
+//! the controller and pings `health` every second.
+
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+use whisk_core::bus::MessageBus;
+use whisk_core::store::Store;
+use whisk_examples::cli::{
+    init_tracing, say, terminated, CouchArgs, KafkaArgs, ManifestArgs, PoolArgs, RetentionArgs,
+};
+use whisk_examples::cluster::{InvokerProcess, InvokerSettings};
+use whisk_store::CouchStore;
+
+/// whisk invoker: runs the actions of a whisk cluster.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// This invoker's id (it consumes `invoker{id}`); unique in the cluster.
+    #[arg(long)]
+    id: u32,
+    /// The API host actions call back (`__OW_API_HOST`): a controller's URL.
+    #[arg(long, default_value = "http://127.0.0.1:3233")]
+    api_host: String,
+    /// The container pool.
+    #[command(flatten)]
+    pool: PoolArgs,
+    /// The runtime manifest.
+    #[command(flatten)]
+    manifest: ManifestArgs,
+    /// The Kafka cluster.
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The CouchDB server.
+    #[command(flatten)]
+    couch: CouchArgs,
+    /// Which activation records are kept.
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    let bus: Arc<dyn MessageBus> = Arc::new(args.kafka.connect().await?);
+    let store: Arc<dyn Store> = Arc::new(
+        CouchStore::connect(args.couch.config())
+            .await
+            .map_err(std::io::Error::other)?,
+    );
+    let process = InvokerProcess::start(
+        store,
+        bus,
+        InvokerSettings {
+            id: args.id,
+            user_memory_mb: args.pool.user_memory,
+            idle_timeout: Duration::from_secs(args.pool.idle_timeout),
+            pause_grace: Duration::from_secs(args.pool.pause_grace),
+            manifest: args.manifest.manifest()?,
+            prewarm: !args.pool.no_prewarm,
+            api_host: args.api_host.clone(),
+            retention: Arc::new(args.retention.retention()),
+            hidden: Vec::new(),
+        },
+    )
+    .await?;
+    say(&format!(
+        "whisk invoker{} running ({} MB for containers, Kafka {}, CouchDB databases {}*)",
+        args.id, args.pool.user_memory, args.kafka.kafka_brokers, args.couch.couchdb_prefix
+    ));
+    terminated().await?;
+    say("stopping: leaving the cluster, removing containers");
+    if let Err(e) = process.invoker.disable().await {
+        tracing::warn!(error = %e, "could not announce the shutdown");
+    }
+    process.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! A whisk cluster of separate processes: a Kafka-protocol broker and a CouchDB-API server
+//! (started by `.ci/run`), one `whisk-controller` and two `whisk-invoker`s. Load runs while
+//! an invoker is killed; every accepted activation must end with a record, new work goes to
+//! the survivor, the killed invoker rejoins when restarted, and a restarted controller still
+//! serves every stored activation.
+
+mod common;
+
+use common::{couchdb_url, spawn_binary, url_in};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::process::Child;
+use std::time::Duration;
+use whisk_core::entity::identity::GUEST_KEY;
+
+/// One cluster's names on the shared broker and server.
+struct Cluster {
+    kafka: String,
+    couch: String,
+    topic_prefix: String,
+    db_prefix: String,
+}
+
+impl Cluster {
+    fn common_args(&self) -> Vec<String> {
+        [
+            "--kafka-brokers",
+            &self.kafka,
+            "--kafka-prefix",
+            &self.topic_prefix,
+            "--couchdb-url",
+            &self.couch,
+            "--couchdb-prefix",
+            &self.db_prefix,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn controller(&self) -> (Proc, String) {
+        let mut args = self.common_args();
+        args.extend(
+            [
+                "--port",
+                "0",
+                "--forced-completion-after",
+                "15",
+                "--ping-timeout",
+                "3",
+                "--invokes-per-minute",
+                "100000",
+                "--concurrent-invocations",
+                "1000",
+            ]
+            .map(String::from),
+        );
+        let (child, first) = spawn_binary(env!("CARGO_BIN_EXE_whisk-controller"), args);
+        (Proc(child), url_in(&first))
+    }
+
+    fn invoker(&self, id: u32, api: &str) -> Proc {
+        let mut args = self.common_args();
+        args.extend(
+            [
+                "--id",
+                &id.to_string(),
+                "--no-prewarm",
+                "--user-memory",
+                "2048",
+                "--api-host",
+                api,
+            ]
+            .map(String::from),
+        );
+        Proc(spawn_binary(env!("CARGO_BIN_EXE_whisk-invoker"), args).0)
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .basic_auth(user, Some(pass));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn invokers(&self) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/invokers", self.url))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// Waits (hang guard only) until `/invokers` equals `want`.
+    async fn await_invokers(&self, want: Value) {
+        for _ in 0..1200 {
+            if self.invokers().await == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("invokers never became {want}: {}", self.invokers().await);
+    }
+
+    /// Waits until activation `id` has a record; returns it.
+    async fn record(&self, id: &str) -> Value {
+        for _ in 0..1200 {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/namespaces/_/activations/{id}"),
+                    None,
+                )
+                .await;
+            if status == StatusCode::OK {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("activation {id} never got a record");
+    }
+}
+
+/// A process of the cluster, killed (SIGKILL) when dropped, so a failing test leaves none.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_survives_an_invoker_dying_under_load() {
+    let Some(kafka) =
+        whisk_core::testkit::service_from_env("WHISK_TEST_KAFKA", "Kafka-protocol broker")
+    else {
+        return;
+    };
+    let Some(couch) = couchdb_url() else { return };
+    let name = whisk_core::testkit::unique("cluster");
+    let cluster = Cluster {
+        kafka,
+        couch,
+        topic_prefix: format!("{name}-"),
+        db_prefix: format!("{name}_"),
+    };
+    let (controller, url) = cluster.controller();
+    let api = Api {
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        url,
+    };
+    let _invoker0 = cluster.invoker(0, &api.url);
+    let invoker1 = cluster.invoker(1, &api.url);
+    api.await_invokers(json!({"invoker0": "up", "invoker1": "up"}))
+        .await;
+
+    let sleepy =
+        "function main(p) { return new Promise(r => setTimeout(() => r({n: p.n}), 1500)); }";
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/_/actions/sleepy",
+            Some(
+                json!({"exec": {"kind": "nodejs:20", "code": sleepy}, "limits": {"timeout": 3000}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Load: non-blocking invokes spread over both invokers.
+    let mut accepted = Vec::new();
+    for n in 0..16 {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/namespaces/_/actions/sleepy",
+                Some(json!({"n": n})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accepted.push(body["activationId"].as_str().unwrap().to_string());
+    }
+    // One invoker dies with work in hand.
+    drop(invoker1);
+
+    // Every accepted activation ends with a record: a result, or a whisk internal error for
+    // what the dead invoker held.
+    let mut forced = 0;
+    for id in &accepted {
+        let record = api.record(id).await;
+        match record["response"]["status"].as_str() {
+            Some("success") => {}
+            Some("whisk internal error") => forced += 1,
+            other => panic!("unexpected status {other:?}: {record}"),
+        }
+    }
+    assert!(forced > 0, "the killed invoker held some activations");
+
+    // New work goes to the survivor.
+    api.await_invokers(json!({"invoker0": "up", "invoker1": "down"}))
+        .await;
+    for n in 0..3 {
+        let (status, body) = api
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/namespaces/_/actions/sleepy?blocking=true&result=true",
+                Some(json!({"n": n})),
+            )
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"n": n})));
+    }
+
+    // The killed invoker rejoins when restarted.
+    let _invoker1 = cluster.invoker(1, &api.url);
+    api.await_invokers(json!({"invoker0": "up", "invoker1": "up"}))
+        .await;
+
+    // A restarted controller serves every stored activation.
+    drop(controller);
+    let (_controller, url) = cluster.controller();
+    let api = Api { url, ..api };
+    for id in &accepted {
+        api.record(id).await;
+    }
+}
