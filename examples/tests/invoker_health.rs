@@ -468,3 +468,46 @@ async fn the_standalone_invoker_is_up_without_supervision() {
     );
     p.platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_and_foreign_messages_are_skipped_without_harm() {
+    let cluster = Cluster::start(fast_health()).await;
+    let (_invoker, task) = cluster.invoker(0).await;
+    cluster.wait_state("invoker0", "up").await;
+    cluster.echo_action(5000).await;
+    let junk: [&[u8]; 5] = [
+        b"not json",
+        b"{\"foo\": 1}",
+        b"[1, 2, 3]",
+        &[0xff, 0xfe, 0x00, 0x01],
+        b"{\"transid\": 7, \"activationId\": {}, \"action\": null}",
+    ];
+    for topic in [
+        topics::invoker(0),
+        topics::completed(0),
+        topics::HEALTH.to_string(),
+        topics::CACHE_INVALIDATION.to_string(),
+    ] {
+        for bytes in junk {
+            cluster
+                .bus
+                .publish(&topic, bytes::Bytes::copy_from_slice(bytes))
+                .await
+                .unwrap();
+        }
+    }
+    // Every consumer is still alive: invokes complete and the invoker stays up.
+    for n in 0..3 {
+        let (status, body) = cluster
+            .guest(
+                reqwest::Method::POST,
+                "/actions/echo?blocking=true&result=true",
+                json!({ "n": n }),
+            )
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({ "n": n })));
+    }
+    assert_eq!(cluster.state_of("invoker0").await.as_deref(), Some("up"));
+    assert!(!task.is_finished(), "the invoker's consumer survived");
+    task.abort();
+}
