@@ -292,7 +292,7 @@ impl KafkaConsumer {
             timeout: config.request_timeout,
         };
         let consumer: BaseConsumer<GroupContext> = config
-            .consumer_config(group)
+            .consumer_config(group, topic)
             .create_with_context(context)
             .map_err(|e| BusError::Other(format!("kafka consumer config: {e}")))?;
         consumer.subscribe(&[topic]).map_err(|e| bus_error(&e))?;

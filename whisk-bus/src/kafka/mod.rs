@@ -79,13 +79,20 @@ pub struct KafkaConfig {
     /// How long [`MessageBus::publish`] keeps retrying before it fails with
     /// [`BusError::Unavailable`] (`message.timeout.ms`); default 10 s.
     pub publish_timeout: Duration,
-    /// Longest time the broker holds a fetch that has no data yet (`fetch.wait.max.ms`);
+    /// Longest time the broker holds a fetch that has no data yet (`fetch.wait.max.ms`) on
+    /// the activation path (every topic but [`relaxed_topics`](Self::relaxed_topics));
     /// default 3 ms. tansu sleeps out this wait even when data arrives, so it is added to
     /// every delivery (measured on tansu, publish→poll p50: 1.7 ms at 1 ms, 2.5 ms at 3 ms,
     /// 6 ms at 10 ms), while each idle consumer costs the broker a fetch per wait (about 8 %
     /// of a core at 3 ms). Apache Kafka answers a waiting fetch as soon as data arrives:
     /// there, 100–500 ms costs no latency and saves the idle fetches.
     pub fetch_wait_max: Duration,
+    /// Topics (without prefix) whose latency does not matter, fetched with
+    /// [`relaxed_fetch_wait`](Self::relaxed_fetch_wait) to spare the broker idle fetches;
+    /// default `health`, `cacheInvalidation`, `events`.
+    pub relaxed_topics: Vec<String>,
+    /// `fetch.wait.max.ms` of the relaxed topics; default 100 ms.
+    pub relaxed_fetch_wait: Duration,
     /// Messages a consumer buffers ahead of `poll` before it pauses fetching; default 10 000.
     pub max_buffered: usize,
     /// Extra librdkafka properties for every client, applied last (so they win), e.g.
@@ -106,6 +113,10 @@ impl Default for KafkaConfig {
             request_timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(10),
             fetch_wait_max: Duration::from_millis(3),
+            relaxed_topics: ["health", "cacheInvalidation", "events"]
+                .map(String::from)
+                .to_vec(),
+            relaxed_fetch_wait: Duration::from_millis(100),
             max_buffered: 10_000,
             properties: Vec::new(),
         }
@@ -195,7 +206,19 @@ impl KafkaConfig {
         self.finish(self.client_config())
     }
 
-    fn consumer_config(&self, group: &str) -> ClientConfig {
+    /// The fetch wait of a consumer of `kafka_topic` (a prefixed name).
+    fn fetch_wait(&self, kafka_topic: &str) -> Duration {
+        let relaxed = kafka_topic
+            .strip_prefix(self.topic_prefix.as_str())
+            .is_some_and(|t| self.relaxed_topics.iter().any(|r| r == t));
+        if relaxed {
+            self.relaxed_fetch_wait
+        } else {
+            self.fetch_wait_max
+        }
+    }
+
+    fn consumer_config(&self, group: &str, kafka_topic: &str) -> ClientConfig {
         let mut c = self.client_config();
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -203,7 +226,7 @@ impl KafkaConfig {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", ms(self.session_timeout))
             .set("heartbeat.interval.ms", ms(self.heartbeat_interval))
-            .set("fetch.wait.max.ms", ms(self.fetch_wait_max))
+            .set("fetch.wait.max.ms", ms(self.fetch_wait(kafka_topic)))
             .set("fetch.min.bytes", "1")
             .set("fetch.error.backoff.ms", "50")
             .set("enable.partition.eof", "false");

@@ -1,0 +1,194 @@
+//! Run with `WHISK_TEST_KAFKA=127.0.0.1:9092 cargo bench -p whisk-benches --bench cluster_invoke`
+//! (`.ci/run` prints how it starts a broker; any Kafka-protocol broker works).
+//!
+//! Warm blocking invokes of a no-op `nodejs:20` action through a controller and invokers that
+//! talk over Kafka (the cluster binaries' composition, in one process, memory store), beside
+//! the floor: the same composition over the in-process memory bus. Then throughput with two
+//! invokers beside one. Targets: p50 under 5 ms and p99 under 20 ms through Kafka.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use whisk_benches::{closed_loop, report, Stats};
+use whisk_core::bus::MessageBus;
+use whisk_core::controller::{ControllerConfig, NamespaceLimits};
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::loadbalancer::LoadBalancerConfig;
+use whisk_core::store::Store;
+use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerProcess, InvokerSettings};
+use whisk_store::MemoryStore;
+
+const NOOP: &str = "function main() { return {}; }";
+
+/// A controller and `invokers` invokers (256 MB each: one container) over `bus`.
+struct Cluster {
+    controller: ControllerProcess,
+    invokers: Vec<InvokerProcess>,
+    url: String,
+}
+
+async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    seed_keys(store.as_ref()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ControllerConfig {
+        namespace_limits: NamespaceLimits {
+            invocations_per_minute: u64::MAX / 2,
+            concurrent_invocations: u64::MAX / 2,
+            fires_per_minute: u64::MAX / 2,
+        },
+        ..ControllerConfig::default()
+    };
+    let controller = ControllerProcess::start(
+        store.clone(),
+        bus.clone(),
+        0,
+        config,
+        LoadBalancerConfig::default(),
+        listener,
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", controller.server.addr);
+    let mut procs = Vec::new();
+    for id in 0..invokers {
+        let settings = InvokerSettings {
+            id,
+            user_memory_mb: 256,
+            prewarm: false,
+            api_host: url.clone(),
+            ..InvokerSettings::default()
+        };
+        procs.push(
+            InvokerProcess::start(store.clone(), bus.clone(), settings)
+                .await
+                .unwrap(),
+        );
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Wait until every invoker is up (discovered by pings, test action passed).
+    for _ in 0..1200 {
+        let states: serde_json::Value = http
+            .get(format!("{url}/invokers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let up = states
+            .as_object()
+            .map_or(0, |m| m.values().filter(|v| *v == "up").count());
+        if up == invokers as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+    let r = http
+        .put(format!(
+            "{url}/api/v1/namespaces/_/actions/noop?overwrite=true"
+        ))
+        .basic_auth(user, Some(pass))
+        .json(&json!({"exec": {"kind": "nodejs:20", "code": NOOP}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    Cluster {
+        controller,
+        invokers: procs,
+        url,
+    }
+}
+
+async fn load(url: &str, clients: usize, total: u64) -> Stats {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let url = Arc::new(format!(
+        "{url}/api/v1/namespaces/_/actions/noop?blocking=true&result=true"
+    ));
+    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+    let invoke = move || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .post(url.as_str())
+                .basic_auth(user, Some(pass))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        }
+    };
+    closed_loop(clients, total / 5, Duration::from_secs(10), invoke.clone()).await;
+    closed_loop(clients, total, Duration::from_secs(30), invoke).await
+}
+
+impl Cluster {
+    async fn shutdown(self) {
+        for i in self.invokers {
+            i.shutdown().await;
+        }
+        self.controller.shutdown().await;
+    }
+}
+
+async fn kafka(brokers: &str, name: &str) -> Arc<dyn MessageBus> {
+    let prefix = format!("bench-{}-{name}-", std::process::id());
+    let config = whisk_bus::KafkaConfig::new(brokers).with_topic_prefix(prefix);
+    Arc::new(
+        whisk_bus::KafkaBus::connect(config)
+            .await
+            .expect("Kafka broker reachable"),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Ok(brokers) = std::env::var("WHISK_TEST_KAFKA") else {
+        println!(
+            "whisk cluster_invoke: not measured (set WHISK_TEST_KAFKA to a Kafka-protocol broker)"
+        );
+        return;
+    };
+    println!("whisk cluster_invoke: warm blocking invoke (nodejs:20 no-op), controller + invokers over Kafka vs over the memory bus (floor)");
+    let floor_cluster = cluster(Arc::new(whisk_bus::MemoryBus::new()), 1).await;
+    let floor = load(&floor_cluster.url, 1, 1000).await;
+    floor_cluster.shutdown().await;
+
+    let one = cluster(kafka(&brokers, "one").await, 1).await;
+    let through_kafka = load(&one.url, 1, 1000).await;
+    report("invoke via Kafka, 1 invoker", 1, through_kafka, floor);
+    println!(
+        "  p50 {:.2} ms (target < 5 ms: {}), p99 {:.2} ms (target < 20 ms: {})",
+        through_kafka.p50_us / 1000.0,
+        if through_kafka.p50_us < 5000.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+        through_kafka.p99_us / 1000.0,
+        if through_kafka.p99_us < 20_000.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+    );
+    let one_busy = load(&one.url, 8, 2000).await;
+    one.shutdown().await;
+
+    let two = cluster(kafka(&brokers, "two").await, 2).await;
+    let two_busy = load(&two.url, 8, 2000).await;
+    two.shutdown().await;
+    report("invoke via Kafka, 2 invokers vs 1", 8, two_busy, one_busy);
+    println!(
+        "  throughput: 1 invoker {:.0}/s, 2 invokers {:.0}/s (x{:.2})",
+        one_busy.per_sec,
+        two_busy.per_sec,
+        two_busy.per_sec / one_busy.per_sec
+    );
+}
