@@ -394,18 +394,29 @@ impl MessageBus for KafkaBus {
 
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BusError> {
         let name = self.config.kafka_topic(topic);
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&name).payload(&payload[..]);
-        match self
-            .producer
-            .send(record, Timeout::After(self.config.publish_timeout))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err((e, _)) => Err(match e.rdkafka_error_code() {
+        let mut recreated = false;
+        loop {
+            let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&name).payload(&payload[..]);
+            let sent = self
+                .producer
+                .send(record, Timeout::After(self.config.publish_timeout))
+                .await;
+            let Err((e, _)) = sent else { return Ok(()) };
+            return Err(match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::MessageSizeTooLarge)
                 | Some(RDKafkaErrorCode::MessageBatchTooLarge) => BusError::TooLarge(payload.len()),
+                // The topic is gone (a broker that lost its state): create it again, once.
+                Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                | Some(RDKafkaErrorCode::UnknownTopic)
+                    if !recreated =>
+                {
+                    tracing::warn!(topic = %name, "topic missing on the broker; creating it again");
+                    self.create_topic(topic).await?;
+                    recreated = true;
+                    continue;
+                }
                 _ => bus_error(&e),
-            }),
+            });
         }
     }
 

@@ -311,6 +311,9 @@ pub(crate) fn invoke_error(e: InvokeError) -> ApiError {
         InvokeError::LoadBalancer(LoadBalancerError::NoInvokers) => {
             ApiError::unavailable("No invokers available")
         }
+        InvokeError::LoadBalancer(LoadBalancerError::Bus(crate::bus::BusError::Unavailable(m))) => {
+            ApiError::unavailable(format!("The message bus is unavailable: {m}"))
+        }
         InvokeError::LoadBalancer(other) => ApiError::internal(other),
         InvokeError::Throttled(t) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.to_string()),
     }
