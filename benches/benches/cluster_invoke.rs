@@ -6,19 +6,15 @@
 //! the floor: the same composition over the in-process memory bus. Then throughput with two
 //! invokers beside one. Targets: p50 under 5 ms and p99 under 20 ms through Kafka.
 
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use whisk_benches::{closed_loop, report, Stats};
+use whisk_benches::{blocking_invokes, create_noop, report, unthrottled, Stats};
 use whisk_core::bus::MessageBus;
-use whisk_core::controller::{ControllerConfig, NamespaceLimits};
-use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::controller::ControllerConfig;
 use whisk_core::loadbalancer::LoadBalancerConfig;
 use whisk_core::store::Store;
 use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerProcess, InvokerSettings};
 use whisk_store::MemoryStore;
-
-const NOOP: &str = "function main() { return {}; }";
 
 /// A controller and `invokers` invokers (256 MB each: one container) over `bus`.
 struct Cluster {
@@ -32,11 +28,7 @@ async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
     seed_keys(store.as_ref()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = ControllerConfig {
-        namespace_limits: NamespaceLimits {
-            invocations_per_minute: u64::MAX / 2,
-            concurrent_invocations: u64::MAX / 2,
-            fires_per_minute: u64::MAX / 2,
-        },
+        namespace_limits: unthrottled(),
         ..ControllerConfig::default()
     };
     let controller = ControllerProcess::start(
@@ -84,17 +76,7 @@ async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
-    let r = http
-        .put(format!(
-            "{url}/api/v1/namespaces/_/actions/noop?overwrite=true"
-        ))
-        .basic_auth(user, Some(pass))
-        .json(&json!({"exec": {"kind": "nodejs:20", "code": NOOP}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    create_noop(&url).await;
     Cluster {
         controller,
         invokers: procs,
@@ -103,29 +85,7 @@ async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
 }
 
 async fn load(url: &str, clients: usize, total: u64) -> Stats {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let url = Arc::new(format!(
-        "{url}/api/v1/namespaces/_/actions/noop?blocking=true&result=true"
-    ));
-    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
-    let invoke = move || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let r = http
-                .post(url.as_str())
-                .basic_auth(user, Some(pass))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        }
-    };
-    closed_loop(clients, total / 5, Duration::from_secs(10), invoke.clone()).await;
-    closed_loop(clients, total, Duration::from_secs(30), invoke).await
+    blocking_invokes(url, clients, total, Duration::from_secs(30)).await
 }
 
 impl Cluster {

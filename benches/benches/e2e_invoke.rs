@@ -31,12 +31,7 @@ fn main() {
             listen: "127.0.0.1:0".parse().unwrap(),
             user_memory_mb: 256,
             prewarm: false,
-            // The load exceeds OpenWhisk's default 60 invokes per minute by design.
-            namespace_limits: whisk_core::controller::NamespaceLimits {
-                invocations_per_minute: u64::MAX / 2,
-                concurrent_invocations: u64::MAX / 2,
-                fires_per_minute: u64::MAX / 2,
-            },
+            namespace_limits: whisk_benches::unthrottled(),
             ..Default::default()
         }))
         .expect("platform starts");

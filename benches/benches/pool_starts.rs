@@ -174,11 +174,7 @@ fn main() {
         .unwrap();
     let dir = std::env::temp_dir().join(format!("whisk-bench-launchers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let unlimited = whisk_core::controller::NamespaceLimits {
-        invocations_per_minute: u64::MAX / 2,
-        concurrent_invocations: u64::MAX / 2,
-        fires_per_minute: u64::MAX / 2,
-    };
+    let unlimited = whisk_benches::unthrottled();
     let start = |prewarm: bool| {
         platform_rt
             .block_on(Standalone::start(StandaloneConfig {

@@ -11,13 +11,11 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use whisk_benches::{closed_loop, report};
-use whisk_core::entity::identity::GUEST_KEY;
+use whisk_benches::{blocking_invokes, create_noop, report, unthrottled, NOOP};
 use whisk_core::store::{CacheConfig, CachingStore, Collection, Document, Store};
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 use whisk_store::{CouchConfig, EmbeddedStore, MemoryStore};
 
-const NOOP: &str = "function main() { return {}; }";
 const ID: &str = "guest/noop";
 const GETS: u32 = 200_000;
 
@@ -89,31 +87,14 @@ async fn platform(store: StoreBackend) -> (Standalone, String) {
         user_memory_mb: 256,
         prewarm: false,
         store,
-        namespace_limits: whisk_core::controller::NamespaceLimits {
-            invocations_per_minute: u64::MAX / 2,
-            concurrent_invocations: u64::MAX / 2,
-            fires_per_minute: u64::MAX / 2,
-        },
+        namespace_limits: unthrottled(),
         ..Default::default()
     })
     .await
     .expect("platform starts");
     let base = format!("http://{}", p.addr);
-    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
-    let r = reqwest::Client::new()
-        .put(format!(
-            "{base}/api/v1/namespaces/_/actions/noop?overwrite=true"
-        ))
-        .basic_auth(user, Some(pass))
-        .json(&json!({"exec": {"kind": "nodejs:20", "code": NOOP}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    (
-        p,
-        format!("{base}/api/v1/namespaces/_/actions/noop?blocking=true&result=true"),
-    )
+    create_noop(&base).await;
+    (p, base)
 }
 
 /// Warm blocking invoke latency of a platform on `store`, 1 client. The platform runs on its
@@ -127,30 +108,7 @@ fn invoke_latency(
         .enable_all()
         .build()
         .unwrap();
-    let stats = client_rt.block_on(async {
-        let url = Arc::new(url);
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .build()
-            .unwrap();
-        let (user, pass) = GUEST_KEY.split_once(':').unwrap();
-        let invoke = move || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let r = http
-                    .post(url.as_str())
-                    .basic_auth(user, Some(pass))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                let _ = r.bytes().await.unwrap();
-            }
-        };
-        closed_loop(1, 200, Duration::from_secs(10), invoke.clone()).await;
-        closed_loop(1, 1000, Duration::from_secs(20), invoke).await
-    });
+    let stats = client_rt.block_on(blocking_invokes(&url, 1, 1000, Duration::from_secs(20)));
     platform_rt.block_on(p.shutdown());
     stats
 }

@@ -6,6 +6,7 @@ use futures::future::join_all;
 use hdrhistogram::Histogram;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use whisk_core::entity::identity::GUEST_KEY;
 
 /// Latency percentiles and throughput of one load run.
 #[derive(Debug, Clone, Copy)]
@@ -76,4 +77,61 @@ pub fn report(name: &str, clients: usize, e2e: Stats, floor: Stats) {
         e2e.per_sec / floor.per_sec,
         e2e.count,
     );
+}
+
+/// Per-namespace throttles high enough that a benchmark's load is never refused (the load
+/// exceeds OpenWhisk's default 60 invokes per minute by design).
+pub fn unthrottled() -> whisk_core::controller::NamespaceLimits {
+    whisk_core::controller::NamespaceLimits {
+        invocations_per_minute: u64::MAX / 2,
+        concurrent_invocations: u64::MAX / 2,
+        fires_per_minute: u64::MAX / 2,
+    }
+}
+
+/// Creates the no-op `nodejs:20` action `noop` as `guest` on the platform at `base`.
+pub async fn create_noop(base: &str) {
+    let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{base}/api/v1/namespaces/_/actions/noop?overwrite=true"
+        ))
+        .basic_auth(user, Some(pass))
+        .json(&serde_json::json!({"exec": {"kind": "nodejs:20", "code": NOOP}}))
+        .send()
+        .await
+        .expect("platform reachable");
+    assert!(r.status().is_success(), "creating noop: {}", r.status());
+}
+
+/// The no-op action's code.
+pub const NOOP: &str = "function main() { return {}; }";
+
+/// Warm blocking invokes of `noop` on the platform at `base` by `clients` closed-loop
+/// clients: a warm-up of a fifth of `total`, then `total` measured (or `max_time`).
+pub async fn blocking_invokes(base: &str, clients: usize, total: u64, max_time: Duration) -> Stats {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .expect("client builds");
+    let url = std::sync::Arc::new(format!(
+        "{base}/api/v1/namespaces/_/actions/noop?blocking=true&result=true"
+    ));
+    let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
+    let invoke = move || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let r = http
+                .post(url.as_str())
+                .basic_auth(user, Some(pass))
+                .send()
+                .await
+                .expect("invoke sent");
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await;
+        }
+    };
+    closed_loop(clients, total / 5, max_time, invoke.clone()).await;
+    closed_loop(clients, total, max_time, invoke).await
 }
