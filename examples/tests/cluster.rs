@@ -246,3 +246,82 @@ async fn a_cluster_survives_an_invoker_dying_under_load() {
         api.record(id).await;
     }
 }
+
+/// The broker stops answering (frozen: a hung broker or a partition) under a running
+/// controller and invoker: while it is gone invokes answer 503 and never hang; when it
+/// answers again the same processes carry on: the invoker is healthy again and invokes run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_survives_the_broker_going_away() {
+    let Some(tansu) =
+        whisk_core::testkit::service_from_env("WHISK_TEST_TANSU", "tansu broker binary")
+    else {
+        return;
+    };
+    let Some(couch) = couchdb_url() else { return };
+    let broker = whisk_core::testkit::broker::OwnBroker::start(&tansu);
+    let name = whisk_core::testkit::unique("outage");
+    let cluster = Cluster {
+        kafka: broker.address(),
+        couch,
+        topic_prefix: format!("{name}-"),
+        db_prefix: format!("{name}_"),
+    };
+    let (mut controller, url) = cluster.controller();
+    let api = Api {
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        url,
+    };
+    let mut invoker = cluster.invoker(0, &api.url);
+    api.await_invokers(json!({"invoker0": "up"})).await;
+    let echo =
+        json!({"exec": {"kind": "nodejs:20", "code": "function main(p) { return {n: p.n}; }"}});
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/_/actions/echo",
+            Some(echo),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invoke = |n: u32| {
+        api.call(
+            reqwest::Method::POST,
+            "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
+            Some(json!({ "n": n })),
+        )
+    };
+    assert_eq!(invoke(1).await, (StatusCode::OK, json!({"n": 1})));
+
+    broker.pause();
+    // An invoke now cannot be handed over: 503, within the publish timeout.
+    let (status, body) = invoke(2).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Pings stop arriving: the invoker goes down and invokes are refused at once.
+    api.await_invokers(json!({"invoker0": "down"})).await;
+    let (status, body) = invoke(3).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "No invokers available", "{body}");
+
+    broker.resume();
+    api.await_invokers(json!({"invoker0": "up"})).await;
+    let mut ran = None;
+    for n in 4..600 {
+        let (status, body) = invoke(n).await;
+        if status == StatusCode::OK {
+            ran = Some((n, body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (n, body) = ran.expect("an invoke ran after the broker came back");
+    assert_eq!(body, json!({ "n": n }));
+    assert!(
+        controller.0.try_wait().unwrap().is_none(),
+        "controller exited"
+    );
+    assert!(invoker.0.try_wait().unwrap().is_none(), "invoker exited");
+}

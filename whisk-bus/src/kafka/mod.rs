@@ -406,8 +406,10 @@ impl MessageBus for KafkaBus {
                 Some(RDKafkaErrorCode::MessageSizeTooLarge)
                 | Some(RDKafkaErrorCode::MessageBatchTooLarge) => BusError::TooLarge(payload.len()),
                 // The topic is gone (a broker that lost its state): create it again, once.
+                // tansu answers a produce to a missing topic with error code -1 (Unknown).
                 Some(RDKafkaErrorCode::UnknownTopicOrPartition)
                 | Some(RDKafkaErrorCode::UnknownTopic)
+                | Some(RDKafkaErrorCode::Unknown)
                     if !recreated =>
                 {
                     tracing::warn!(topic = %name, "topic missing on the broker; creating it again");

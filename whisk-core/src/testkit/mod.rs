@@ -11,6 +11,7 @@
 //!
 //! Each case works in its own random namespace or topic, so suites can share a backend.
 
+pub mod broker;
 pub mod bus;
 pub mod executor;
 pub mod store;
