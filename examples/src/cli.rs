@@ -120,13 +120,23 @@ pub struct KafkaArgs {
     /// Prefix of every topic (and consumer group) name (OpenWhisk's `whisk.kafka.topics.prefix`).
     #[arg(long, default_value = "")]
     pub kafka_prefix: String,
+    /// Longest time (ms) the broker may hold a fetch of the activation topics
+    /// (`fetch.wait.max.ms`). Apache Kafka answers as soon as data arrives, so 100-500 costs
+    /// nothing there; tansu sleeps it out, so keep it small on tansu (see the README).
+    #[arg(long, default_value_t = 3)]
+    pub kafka_fetch_wait_ms: u64,
+    /// Partitions of the topics this process creates (OpenWhisk: 1).
+    #[arg(long, default_value_t = 1)]
+    pub kafka_partitions: i32,
 }
 
 impl KafkaArgs {
     /// Connects to the brokers (a clear error when none answers).
     pub async fn connect(&self) -> std::io::Result<whisk_bus::KafkaBus> {
-        let config =
+        let mut config =
             whisk_bus::KafkaConfig::new(&self.kafka_brokers).with_topic_prefix(&self.kafka_prefix);
+        config.fetch_wait_max = std::time::Duration::from_millis(self.kafka_fetch_wait_ms);
+        config.partitions = self.kafka_partitions.max(1);
         whisk_bus::KafkaBus::connect(config)
             .await
             .map_err(std::io::Error::other)

@@ -13,7 +13,7 @@ use whisk_core::controller::{Controller, ControllerConfig};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
 use whisk_core::entity::{RuntimeManifest, SystemLimits};
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
-use whisk_core::invoker::Invoker;
+use whisk_core::invoker::{Invoker, InvokerConfig};
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::runtime::RuntimeClient;
 use whisk_core::scheduler::LeastLoaded;
@@ -41,6 +41,8 @@ pub struct InvokerSettings {
     pub retention: Arc<Retention>,
     /// Paths actions must not see (e.g. the platform's data directory).
     pub hidden: Vec<PathBuf>,
+    /// How often it pings the controllers (OpenWhisk: 1 s).
+    pub ping_interval: Duration,
 }
 
 impl Default for InvokerSettings {
@@ -55,6 +57,7 @@ impl Default for InvokerSettings {
             api_host: "http://127.0.0.1:3233".into(),
             retention: Arc::default(),
             hidden: Vec::new(),
+            ping_interval: InvokerConfig::default().ping_interval,
         }
     }
 }
@@ -99,7 +102,11 @@ impl InvokerProcess {
                 ..PoolConfig::default()
             },
         );
-        let invoker = Invoker::with_retention(store, bus, pool.clone(), settings.retention);
+        let config = InvokerConfig {
+            retention: settings.retention,
+            ping_interval: settings.ping_interval,
+        };
+        let invoker = Invoker::with_config(store, bus, pool.clone(), config);
         let task = invoker.start().await.map_err(std::io::Error::other)?;
         Ok(Self {
             invoker,

@@ -133,6 +133,7 @@ impl Standalone {
                     StoreBackend::Embedded(dir) => vec![dir.clone()],
                     _ => Vec::new(),
                 },
+                ..InvokerSettings::default()
             },
         )
         .await?;

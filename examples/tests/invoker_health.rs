@@ -14,20 +14,17 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use whisk_bus::MemoryBus;
 use whisk_core::bus::{topics, Consumer, MessageBus};
-use whisk_core::controller::{Controller, ControllerConfig};
-use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY};
+use whisk_core::controller::ControllerConfig;
+use whisk_core::entity::identity::{AuthKey, GUEST_KEY};
 use whisk_core::entity::{ActivationId, Identity, WhiskAction, WhiskActionPut};
-use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
-use whisk_core::invoker::{Invoker, InvokerConfig};
+use whisk_core::invoker::Invoker;
 use whisk_core::loadbalancer::health::HealthConfig;
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::message::{
     Acknowledgement, ActivationMessage, ControllerInstanceId, TransactionId,
 };
-use whisk_core::runtime::RuntimeClient;
-use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{Collection, Query, Store, StoreExt};
-use whisk_exec::ProcessExecutor;
+use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerProcess, InvokerSettings};
 use whisk_store::MemoryStore;
 
 /// Longest any single wait in these tests may take before it counts as a hang.
@@ -52,42 +49,39 @@ where
     }
 }
 
-/// A controller with its load balancer and API, over a memory bus and store.
+/// A controller (the cluster binaries' composition) over a memory bus and store.
 struct Cluster {
     store: Arc<dyn Store>,
     bus: Arc<dyn MessageBus>,
     lb: Arc<LoadBalancer>,
     base: String,
     http: reqwest::Client,
-    tasks: Vec<JoinHandle<()>>,
+    _controller: ControllerProcess,
 }
 
 impl Cluster {
     async fn start(config: LoadBalancerConfig) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let key = AuthKey::parse(GUEST_KEY).unwrap();
-        store
-            .put_subject(&SubjectDoc::single("guest", &key))
-            .await
-            .unwrap();
+        seed_keys(store.as_ref()).await.unwrap();
         let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
-        let lb = LoadBalancer::with_config(bus.clone(), Arc::new(LeastLoaded), 0, config);
-        let lb_task = lb.start().await.unwrap();
-        let controller = Controller::new(store.clone(), lb.clone(), ControllerConfig::default());
-        controller.prepare().await.unwrap();
-        let app = whisk_core::api::router(controller);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let controller = ControllerProcess::start(
+            store.clone(),
+            bus.clone(),
+            0,
+            ControllerConfig::default(),
+            config,
+            listener,
+        )
+        .await
+        .unwrap();
         Self {
             store,
             bus,
-            lb,
-            base,
+            lb: controller.controller.load_balancer().clone(),
+            base: format!("http://{}", controller.server.addr),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
-            tasks: vec![lb_task, server],
+            _controller: controller,
         }
     }
 
@@ -149,40 +143,24 @@ impl Cluster {
     }
 }
 
-/// Starts invoker `id` with its own pool over `store` and `bus`, pinging every 50 ms.
+/// Starts invoker `id` (the cluster binaries' composition) over `store` and `bus`, pinging
+/// every 50 ms.
 async fn start_invoker(
     store: &Arc<dyn Store>,
     bus: &Arc<dyn MessageBus>,
     id: u32,
 ) -> (Arc<Invoker>, JoinHandle<()>) {
-    let pool = ContainerPool::new(
-        Arc::new(ProcessExecutor::new().unwrap()),
-        RuntimeClient::new(1024 * 1024),
-        PoolConfig {
-            invoker_id: id,
-            user_memory_mb: 1024,
-            ..PoolConfig::default()
-        },
-    );
-    let invoker = Invoker::with_config(
-        store.clone(),
-        bus.clone(),
-        pool,
-        InvokerConfig {
-            ping_interval: Duration::from_millis(50),
-            ..InvokerConfig::default()
-        },
-    );
-    let task = invoker.start().await.unwrap();
-    (invoker, task)
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+    let settings = InvokerSettings {
+        id,
+        user_memory_mb: 1024,
+        prewarm: false,
+        ping_interval: Duration::from_millis(50),
+        ..InvokerSettings::default()
+    };
+    let p = InvokerProcess::start(store.clone(), bus.clone(), settings)
+        .await
+        .unwrap();
+    (p.invoker, p.task)
 }
 
 fn fast_health() -> LoadBalancerConfig {

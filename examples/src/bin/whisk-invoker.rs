@@ -66,6 +66,7 @@ async fn main() -> std::io::Result<()> {
             api_host: args.api_host.clone(),
             retention: Arc::new(args.retention.retention()),
             hidden: Vec::new(),
+            ..InvokerSettings::default()
         },
     )
     .await?;
