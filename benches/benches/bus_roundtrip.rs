@@ -6,68 +6,12 @@
 //! window of 500 round trips, because a broker whose fetch cost grows with the records it
 //! holds shows it here first.
 
-use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
-use whisk_benches::{closed_loop, report};
-use whisk_core::bus::{Consumer, MessageBus};
+use whisk_benches::{closed_loop, report, Echo};
 
 const WINDOWS: usize = 4;
 const PER_WINDOW: u64 = 500;
-
-/// A topic pair with an echo task: what goes out on `ping` comes back on `pong`.
-struct Echo {
-    bus: Arc<dyn MessageBus>,
-    replies: Mutex<Box<dyn Consumer>>,
-}
-
-impl Echo {
-    async fn start(bus: Arc<dyn MessageBus>) -> Arc<Echo> {
-        for t in ["ping", "pong"] {
-            bus.create_topic(t).await.expect("create topic");
-        }
-        let replies = bus
-            .subscribe("pong", "bench")
-            .await
-            .expect("subscribe pong");
-        let mut requests = bus
-            .subscribe("ping", "bench")
-            .await
-            .expect("subscribe ping");
-        let echo_bus = bus.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok(batch) = requests.poll(64, Duration::from_secs(1)).await else {
-                    return;
-                };
-                for m in batch {
-                    echo_bus.publish("pong", m).await.expect("publish pong");
-                }
-                let _ = requests.commit().await;
-            }
-        });
-        Arc::new(Echo {
-            bus,
-            replies: Mutex::new(replies),
-        })
-    }
-
-    /// One round trip.
-    async fn round_trip(&self) {
-        let mut replies = self.replies.lock().await;
-        self.bus
-            .publish("ping", Bytes::from_static(b"{}"))
-            .await
-            .expect("publish ping");
-        let got = replies
-            .poll(1, Duration::from_secs(30))
-            .await
-            .expect("poll pong");
-        assert!(!got.is_empty(), "no echo within 30 s");
-        replies.commit().await.expect("commit");
-    }
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use whisk_benches::{blocking_invokes, create_noop, report, unthrottled, Stats};
+use whisk_benches::{blocking_invokes, closed_loop, create_noop, report, unthrottled, Echo, Stats};
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::ControllerConfig;
 use whisk_core::loadbalancer::LoadBalancerConfig;
@@ -120,9 +120,29 @@ async fn main() {
     let floor = load(&floor_cluster.url, 1, 1000).await;
     floor_cluster.shutdown().await;
 
+    // The broker's share: the same two hops (out and back) with nothing else, as many
+    // round trips as the invoke run below makes (its warm-up, then the measured ones).
+    let echo = Echo::start(kafka(&brokers, "echo").await).await;
+    let round_trips = |n: u64| {
+        let echo = echo.clone();
+        closed_loop(1, n, Duration::from_secs(120), move || {
+            let echo = echo.clone();
+            async move { echo.round_trip().await }
+        })
+    };
+    round_trips(200).await;
+    let broker = round_trips(1000).await;
+
     let one = cluster(kafka(&brokers, "one").await, 1).await;
     let through_kafka = load(&one.url, 1, 1000).await;
     report("invoke via Kafka, 1 invoker", 1, through_kafka, floor);
+    println!(
+        "  the broker alone, two hops (publish, consume, echo back): p50 {:.2} ms, p99 {:.2} ms; \
+         memory-bus invoke p50 + that: {:.2} ms",
+        broker.p50_us / 1000.0,
+        broker.p99_us / 1000.0,
+        (floor.p50_us + broker.p50_us) / 1000.0
+    );
     println!(
         "  p50 {:.2} ms (target < 5 ms: {}), p99 {:.2} ms (target < 20 ms: {})",
         through_kafka.p50_us / 1000.0,
@@ -138,6 +158,11 @@ async fn main() {
             "NOT MET"
         },
     );
+    one.shutdown().await;
+
+    // Throughput runs each start on fresh topics: tansu's fetch slows down as a partition
+    // fills (see the README), which would otherwise favour whichever run came first.
+    let one = cluster(kafka(&brokers, "one-busy").await, 1).await;
     let one_busy = load(&one.url, 8, 2000).await;
     one.shutdown().await;
 

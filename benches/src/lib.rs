@@ -2,10 +2,14 @@
 //! and the report format that prints each figure beside its floor.
 #![warn(missing_docs)]
 
+use bytes::Bytes;
 use futures::future::join_all;
 use hdrhistogram::Histogram;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use whisk_core::bus::{Consumer, MessageBus};
 use whisk_core::entity::identity::GUEST_KEY;
 
 /// Latency percentiles and throughput of one load run.
@@ -134,4 +138,58 @@ pub async fn blocking_invokes(base: &str, clients: usize, total: u64, max_time: 
     };
     closed_loop(clients, total / 5, max_time, invoke.clone()).await;
     closed_loop(clients, total, max_time, invoke).await
+}
+
+/// A topic pair with an echo task: what goes out on `ping` comes back on `pong`.
+pub struct Echo {
+    bus: Arc<dyn MessageBus>,
+    replies: Mutex<Box<dyn Consumer>>,
+}
+
+impl Echo {
+    /// Creates topics `ping` and `pong` on `bus` and starts the echo task.
+    pub async fn start(bus: Arc<dyn MessageBus>) -> Arc<Echo> {
+        for t in ["ping", "pong"] {
+            bus.create_topic(t).await.expect("create topic");
+        }
+        let replies = bus
+            .subscribe("pong", "bench")
+            .await
+            .expect("subscribe pong");
+        let mut requests = bus
+            .subscribe("ping", "bench")
+            .await
+            .expect("subscribe ping");
+        let echo_bus = bus.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(batch) = requests.poll(64, Duration::from_secs(1)).await else {
+                    return;
+                };
+                for m in batch {
+                    echo_bus.publish("pong", m).await.expect("publish pong");
+                }
+                let _ = requests.commit().await;
+            }
+        });
+        Arc::new(Echo {
+            bus,
+            replies: Mutex::new(replies),
+        })
+    }
+
+    /// One round trip (the reply's offset is committed later, off the measured path, as the
+    /// controller does).
+    pub async fn round_trip(&self) {
+        let mut replies = self.replies.lock().await;
+        self.bus
+            .publish("ping", Bytes::from_static(b"{}"))
+            .await
+            .expect("publish ping");
+        let got = replies
+            .poll(1, Duration::from_secs(30))
+            .await
+            .expect("poll pong");
+        assert!(!got.is_empty(), "no echo within 30 s");
+    }
 }
