@@ -7,41 +7,27 @@
 //! holds shows it here first.
 
 use std::sync::Arc;
-use std::time::Duration;
-use whisk_benches::{closed_loop, report, Echo};
+use whisk_benches::{kafka_brokers, kafka_bus, report, Echo};
 
 const WINDOWS: usize = 4;
 const PER_WINDOW: u64 = 500;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Ok(brokers) = std::env::var("WHISK_TEST_KAFKA") else {
-        println!(
-            "whisk bus_roundtrip: not measured (set WHISK_TEST_KAFKA to a Kafka-protocol broker)"
-        );
+    let Some(brokers) = kafka_brokers("bus_roundtrip") else {
         return;
     };
     let floor_echo = Echo::start(Arc::new(whisk_bus::MemoryBus::new())).await;
-    let config = whisk_bus::KafkaConfig::new(&brokers)
-        .with_topic_prefix(format!("bench-rt-{}-", std::process::id()));
-    let wait = config.fetch_wait_max;
-    let kafka = whisk_bus::KafkaBus::connect(config)
-        .await
-        .expect("Kafka broker reachable");
+    let kafka = kafka_bus(&brokers, "roundtrip").await;
+    let wait = kafka.config().fetch_wait_max;
     let kafka_echo = Echo::start(Arc::new(kafka)).await;
     println!(
         "whisk bus_roundtrip: publish + consume + echo back, Kafka bus (fetch.wait.max.ms {} ms) vs memory bus (floor)",
         wait.as_millis()
     );
     for w in 0..WINDOWS {
-        let run = |echo: Arc<Echo>| {
-            closed_loop(1, PER_WINDOW, Duration::from_secs(120), move || {
-                let echo = echo.clone();
-                async move { echo.round_trip().await }
-            })
-        };
-        let floor = run(floor_echo.clone()).await;
-        let kafka = run(kafka_echo.clone()).await;
+        let floor = floor_echo.round_trips(PER_WINDOW).await;
+        let kafka = kafka_echo.round_trips(PER_WINDOW).await;
         let name = format!(
             "round trip, msgs {}..{}",
             w as u64 * PER_WINDOW,

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use whisk_benches::{blocking_invokes, closed_loop, create_noop, report, unthrottled, Echo, Stats};
+use whisk_benches::{
+    blocking_invokes, create_noop, kafka_brokers, kafka_bus, report, unthrottled, Echo, Stats,
+};
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::ControllerConfig;
 use whisk_core::loadbalancer::LoadBalancerConfig;
@@ -98,21 +100,12 @@ impl Cluster {
 }
 
 async fn kafka(brokers: &str, name: &str) -> Arc<dyn MessageBus> {
-    let prefix = format!("bench-{}-{name}-", std::process::id());
-    let config = whisk_bus::KafkaConfig::new(brokers).with_topic_prefix(prefix);
-    Arc::new(
-        whisk_bus::KafkaBus::connect(config)
-            .await
-            .expect("Kafka broker reachable"),
-    )
+    Arc::new(kafka_bus(brokers, name).await)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let Ok(brokers) = std::env::var("WHISK_TEST_KAFKA") else {
-        println!(
-            "whisk cluster_invoke: not measured (set WHISK_TEST_KAFKA to a Kafka-protocol broker)"
-        );
+    let Some(brokers) = kafka_brokers("cluster_invoke") else {
         return;
     };
     println!("whisk cluster_invoke: warm blocking invoke (nodejs:20 no-op), controller + invokers over Kafka vs over the memory bus (floor)");
@@ -123,15 +116,8 @@ async fn main() {
     // The broker's share: the same two hops (out and back) with nothing else, as many
     // round trips as the invoke run below makes (its warm-up, then the measured ones).
     let echo = Echo::start(kafka(&brokers, "echo").await).await;
-    let round_trips = |n: u64| {
-        let echo = echo.clone();
-        closed_loop(1, n, Duration::from_secs(120), move || {
-            let echo = echo.clone();
-            async move { echo.round_trip().await }
-        })
-    };
-    round_trips(200).await;
-    let broker = round_trips(1000).await;
+    echo.round_trips(200).await;
+    let broker = echo.round_trips(1000).await;
 
     let one = cluster(kafka(&brokers, "one").await, 1).await;
     let through_kafka = load(&one.url, 1, 1000).await;

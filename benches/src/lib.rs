@@ -178,6 +178,16 @@ impl Echo {
         })
     }
 
+    /// `n` round trips back to back, one at a time.
+    pub async fn round_trips(self: &Arc<Self>, n: u64) -> Stats {
+        let echo = self.clone();
+        closed_loop(1, n, Duration::from_secs(120), move || {
+            let echo = echo.clone();
+            async move { echo.round_trip().await }
+        })
+        .await
+    }
+
     /// One round trip (the reply's offset is committed later, off the measured path, as the
     /// controller does).
     pub async fn round_trip(&self) {
@@ -192,4 +202,23 @@ impl Echo {
             .expect("poll pong");
         assert!(!got.is_empty(), "no echo within 30 s");
     }
+}
+
+/// The broker of a Kafka benchmark from `WHISK_TEST_KAFKA`; when unset, prints that `bench`
+/// was not measured and returns `None`.
+pub fn kafka_brokers(bench: &str) -> Option<String> {
+    let brokers = std::env::var("WHISK_TEST_KAFKA").ok();
+    if brokers.is_none() {
+        println!("whisk {bench}: not measured (set WHISK_TEST_KAFKA to a Kafka-protocol broker)");
+    }
+    brokers
+}
+
+/// A Kafka bus on `brokers` whose topics and groups carry `name` and this process's id.
+pub async fn kafka_bus(brokers: &str, name: &str) -> whisk_bus::KafkaBus {
+    let prefix = format!("bench-{}-{name}-", std::process::id());
+    let config = whisk_bus::KafkaConfig::new(brokers).with_topic_prefix(prefix);
+    whisk_bus::KafkaBus::connect(config)
+        .await
+        .expect("Kafka broker reachable")
 }
