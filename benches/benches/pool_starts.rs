@@ -13,7 +13,7 @@ use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use whisk_benches::Stats;
+use whisk_benches::{stats, Stats};
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::runtime::{init_body, ActivationContext, RuntimeClient};
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
@@ -54,19 +54,6 @@ fn ctx() -> ActivationContext {
         activation_id: "0".repeat(32),
         transaction_id: "bench".into(),
         deadline_ms: u64::MAX / 2,
-    }
-}
-
-/// Median and p99 of `samples` in µs.
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_micros() as f64;
-    let total: Duration = samples.iter().sum();
-    Stats {
-        p50_us: at(0.5),
-        p99_us: at(0.99),
-        per_sec: samples.len() as f64 / total.as_secs_f64(),
-        count: samples.len() as u64,
     }
 }
 

@@ -65,6 +65,19 @@ where
     }
 }
 
+/// Median, p99 and rate of individually timed `samples`.
+pub fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_micros() as f64;
+    let total: Duration = samples.iter().sum();
+    Stats {
+        p50_us: at(0.5),
+        p99_us: at(0.99),
+        per_sec: samples.len() as f64 / total.as_secs_f64(),
+        count: samples.len() as u64,
+    }
+}
+
 /// Prints one scenario's figures beside its floor.
 pub fn report(name: &str, clients: usize, e2e: Stats, floor: Stats) {
     println!(

@@ -207,6 +207,34 @@ pub struct PoolArgs {
     pub no_prewarm: bool,
 }
 
+/// What runs the action containers: `--executor`, and the Docker daemon and network.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecutorArgs {
+    /// `process` (local runtime processes) or `docker` (OpenWhisk's runtime images and
+    /// blackbox images, as Docker containers).
+    #[arg(long, default_value = "process", value_parser = ["process", "docker"])]
+    pub executor: String,
+    /// The Docker daemon (default: `DOCKER_HOST`, else the local socket).
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// The Docker network action containers join; the invoker reaches them by their IP on it.
+    #[arg(long, default_value = "bridge")]
+    pub docker_network: String,
+}
+
+impl ExecutorArgs {
+    /// The executor chosen.
+    pub fn choice(&self) -> crate::cluster::ExecutorChoice {
+        match self.executor.as_str() {
+            "docker" => crate::cluster::ExecutorChoice::Docker {
+                host: self.docker_host.clone(),
+                network: self.docker_network.clone(),
+            },
+            _ => crate::cluster::ExecutorChoice::Process,
+        }
+    }
+}
+
 /// `--runtimes-manifest`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ManifestArgs {

@@ -12,13 +12,32 @@ use whisk_core::bus::MessageBus;
 use whisk_core::controller::{Controller, ControllerConfig};
 use whisk_core::entity::identity::{AuthKey, SubjectDoc, GUEST_KEY, SYSTEM_KEY};
 use whisk_core::entity::{RuntimeManifest, SystemLimits};
+use whisk_core::executor::ContainerExecutor;
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::{Invoker, InvokerConfig};
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::runtime::RuntimeClient;
 use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{Collection, Retention, Store, StoreError};
+use whisk_exec::docker::{DockerConfig, DockerExecutor};
 use whisk_exec::ProcessExecutor;
+
+/// Which executor runs an invoker's containers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// Local runtime processes (sandboxed; see the README's "Isolation").
+    #[default]
+    Process,
+    /// Docker containers running the manifest's images (OpenWhisk's runtime images) and
+    /// blackbox actions' own images, on `network` of the daemon at `host` (`None`:
+    /// `DOCKER_HOST` or the local default socket).
+    Docker {
+        /// The daemon's socket, e.g. `unix:///var/run/docker.sock`.
+        host: Option<String>,
+        /// The Docker network the containers join (the invoker must reach their IPs).
+        network: String,
+    },
+}
 
 /// Settings of one invoker.
 #[derive(Debug, Clone)]
@@ -43,6 +62,11 @@ pub struct InvokerSettings {
     pub hidden: Vec<PathBuf>,
     /// How often it pings the controllers (OpenWhisk: 1 s).
     pub ping_interval: Duration,
+    /// What runs the containers.
+    pub executor: ExecutorChoice,
+    /// OpenWhisk's `--uniqueName`: part of its container names (`wsk{unique_name}{id}_...`),
+    /// so invokers sharing a Docker daemon never remove each other's containers.
+    pub unique_name: String,
 }
 
 impl Default for InvokerSettings {
@@ -58,6 +82,8 @@ impl Default for InvokerSettings {
             retention: Arc::default(),
             hidden: Vec::new(),
             ping_interval: InvokerConfig::default().ping_interval,
+            executor: ExecutorChoice::Process,
+            unique_name: String::new(),
         }
     }
 }
@@ -73,35 +99,32 @@ pub struct InvokerProcess {
 }
 
 impl InvokerProcess {
-    /// Starts an invoker on `store` and `bus` running actions as local processes.
+    /// Starts an invoker on `store` and `bus` running actions on the executor `settings`
+    /// choose. A Docker invoker first removes the containers a previous run of the same
+    /// invoker id left behind (named `wsk{id}_...`), as OpenWhisk's invoker does.
     pub async fn start(
         store: Arc<dyn Store>,
         bus: Arc<dyn MessageBus>,
         settings: InvokerSettings,
     ) -> std::io::Result<Self> {
-        let mut executor = ProcessExecutor::new()?.with_manifest(&settings.manifest);
-        for path in &settings.hidden {
-            executor = executor.with_hidden(path);
-        }
         let stem_cells = if settings.prewarm {
             settings.manifest.stem_cells()
         } else {
             Vec::new()
         };
+        let pool_config = PoolConfig {
+            invoker_id: settings.id,
+            unique_name: settings.unique_name.clone(),
+            user_memory_mb: settings.user_memory_mb,
+            idle_timeout: settings.idle_timeout,
+            pause_grace: settings.pause_grace,
+            stem_cells,
+            api_host: settings.api_host.clone(),
+            ..PoolConfig::default()
+        };
+        let executor = executor(&settings, &pool_config.container_prefix()).await?;
         let truncation = SystemLimits::default().result_truncation_bytes as usize;
-        let pool = ContainerPool::new(
-            Arc::new(executor),
-            RuntimeClient::new(truncation),
-            PoolConfig {
-                invoker_id: settings.id,
-                user_memory_mb: settings.user_memory_mb,
-                idle_timeout: settings.idle_timeout,
-                pause_grace: settings.pause_grace,
-                stem_cells,
-                api_host: settings.api_host.clone(),
-                ..PoolConfig::default()
-            },
-        );
+        let pool = ContainerPool::new(executor, RuntimeClient::new(truncation), pool_config);
         let config = InvokerConfig {
             retention: settings.retention,
             ping_interval: settings.ping_interval,
@@ -119,6 +142,37 @@ impl InvokerProcess {
     pub async fn shutdown(self) {
         self.task.abort();
         self.pool.shutdown().await;
+    }
+}
+
+/// The executor `settings` choose, ready to start containers.
+async fn executor(
+    settings: &InvokerSettings,
+    container_prefix: &str,
+) -> std::io::Result<Arc<dyn ContainerExecutor>> {
+    match &settings.executor {
+        ExecutorChoice::Process => {
+            let mut executor = ProcessExecutor::new()?.with_manifest(&settings.manifest);
+            for path in &settings.hidden {
+                executor = executor.with_hidden(path);
+            }
+            Ok(Arc::new(executor))
+        }
+        ExecutorChoice::Docker { host, network } => {
+            let config = DockerConfig {
+                host: host.clone(),
+                network: network.clone(),
+                name_prefix: format!("{container_prefix}_"),
+                manifest: settings.manifest.clone(),
+                user_memory_mb: settings.user_memory_mb,
+                ..DockerConfig::default()
+            };
+            let executor = DockerExecutor::connect(config)
+                .await
+                .map_err(std::io::Error::other)?;
+            executor.cleanup().await.map_err(std::io::Error::other)?;
+            Ok(Arc::new(executor))
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! cache, memory bus, process executor and one in-process invoker, behind the OpenWhisk REST
 //! API. The same engines as a distributed platform; only the backends differ.
 
-use crate::cluster::{seed_keys, InvokerProcess, InvokerSettings, Server};
+use crate::cluster::{seed_keys, ExecutorChoice, InvokerProcess, InvokerSettings, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +68,11 @@ pub struct StandaloneConfig {
     pub retention: Retention,
     /// How often expired activation records are deleted (when `retention` bounds any).
     pub retention_sweep: Duration,
+    /// What runs the containers (default: local processes).
+    pub executor: ExecutorChoice,
+    /// The invoker's unique name, part of its container names (see
+    /// [`InvokerSettings::unique_name`]); default empty.
+    pub unique_name: String,
 }
 
 impl Default for StandaloneConfig {
@@ -85,6 +90,8 @@ impl Default for StandaloneConfig {
             cache: CacheConfig::default(),
             retention: Retention::default(),
             retention_sweep: Duration::from_secs(60),
+            executor: ExecutorChoice::Process,
+            unique_name: String::new(),
         }
     }
 }
@@ -133,6 +140,8 @@ impl Standalone {
                     StoreBackend::Embedded(dir) => vec![dir.clone()],
                     _ => Vec::new(),
                 },
+                executor: config.executor.clone(),
+                unique_name: config.unique_name.clone(),
                 ..InvokerSettings::default()
             },
         )

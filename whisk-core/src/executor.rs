@@ -18,6 +18,10 @@ pub enum ExecutorError {
     /// The container could not be started.
     #[error("container start failed: {0}")]
     StartFailed(String),
+    /// A user-named image (blackbox action) is neither present nor pullable; the activation
+    /// gets OpenWhisk's developer error `Failed to pull container image '<image>'.`.
+    #[error("image not available: {0}")]
+    ImagePull(String),
     /// The container is gone.
     #[error("container is gone: {0}")]
     Gone(String),
@@ -62,6 +66,13 @@ pub trait Container: Send + Sync {
 
     /// Stops and removes it. Idempotent.
     async fn destroy(&self) -> Result<(), ExecutorError>;
+
+    /// Whether it was killed for exceeding its memory limit (asked after a failed call, to
+    /// report OpenWhisk's `The action exhausted its memory and was aborted.`). Executors that
+    /// cannot tell answer `false`.
+    async fn out_of_memory(&self) -> bool {
+        false
+    }
 
     /// The log lines written since the last call. With `until_sentinels`, waits (up to
     /// `wait`) until the runtime has written the end-of-activation sentinel on both stdout and

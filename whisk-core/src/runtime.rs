@@ -160,6 +160,9 @@ impl RuntimeClient {
         let started = Instant::now();
         let url = format!("{endpoint}{path}");
         let payload = serde_json::to_vec(body).expect("json serialises");
+        // Whether /init never got a connection within the timeout (a runtime that never
+        // listens): OpenWhisk reports that as the init timeout.
+        let mut never_connected = false;
         let outcome = loop {
             let left = timeout.saturating_sub(started.elapsed());
             let sent = self
@@ -181,11 +184,11 @@ impl RuntimeClient {
                 Err(e) => Err(e),
             };
             match result {
-                Err(e)
-                    if matches!(phase, Phase::Init)
-                        && e.is_connect()
-                        && started.elapsed() + Duration::from_millis(50) < timeout =>
-                {
+                Err(e) if matches!(phase, Phase::Init) && e.is_connect() => {
+                    if started.elapsed() + Duration::from_millis(50) >= timeout {
+                        never_connected = true;
+                        break Err(e);
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 other => break other,
@@ -205,7 +208,7 @@ impl RuntimeClient {
                 let failed = r.status == StatusCode::DeveloperError;
                 (r, false, failed)
             }
-            (Err(e), phase) if e.is_timeout() => {
+            (Err(e), phase) if e.is_timeout() || never_connected => {
                 let msg = match phase {
                     Phase::Init => format!("The action exceeded its time limits of {timeout_ms} milliseconds during initialization."),
                     Phase::Run => format!("The action exceeded its time limits of {timeout_ms} milliseconds."),

@@ -5,6 +5,8 @@
 //! OpenWhisk runtime protocol on a loopback port, using the bundled launchers for
 //! `nodejs:20` (the machine's `node`) and `python:3.11` (the machine's `python3`).
 //! [`isolation`] says what each process container is (and is not) isolated from.
+//! With feature `docker`, [`docker::DockerExecutor`] runs OpenWhisk's runtime images as
+//! Docker containers instead (the [`docker`] module says how).
 //!
 //! ```no_run
 //! use whisk_core::executor::{ContainerExecutor, ContainerSpec};
@@ -19,11 +21,15 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod isolation;
 mod logbuf;
 mod process;
 mod runtimes;
 
+#[cfg(feature = "docker")]
+pub use docker::{DockerConfig, DockerExecutor};
 pub use isolation::Enforcement;
 pub use process::ProcessExecutor;
 pub use runtimes::{Launcher, PortMode, PYTHON_RUNTIME_HTTP};

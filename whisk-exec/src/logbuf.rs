@@ -1,4 +1,5 @@
-//! The captured output of one runtime process, split into activations at the sentinels.
+//! The captured output of one runtime process or container, split into activations at the
+//! sentinels.
 //!
 //! The buffer is bounded: it holds at most [`LogBuffer::max_bytes`] of lines (16 MB by
 //! default, more than the largest `limits.logs` of 10 MB, so the pool's truncation still
@@ -78,29 +79,45 @@ impl LogBuffer {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         let mut line = Vec::new();
         loop {
-            let (used, complete) = match reader.fill_buf().await {
+            let used = match reader.fill_buf().await {
                 Ok([]) | Err(_) => break,
                 Ok(buf) => {
-                    let room = MAX_LINE - line.len();
-                    match buf.iter().position(|&b| b == b'\n') {
-                        Some(i) if i <= room => {
-                            line.extend_from_slice(&buf[..i]);
-                            (i + 1, true)
-                        }
-                        _ => {
-                            let n = buf.len().min(room);
-                            line.extend_from_slice(&buf[..n]);
-                            (n, line.len() >= MAX_LINE)
-                        }
-                    }
+                    self.feed(stream, &mut line, buf);
+                    buf.len()
                 }
             };
             reader.consume(used);
+        }
+        self.close(stream, line);
+    }
+
+    /// Adds the complete lines of `chunk`, the next bytes of `stream` (from a pipe or from a
+    /// multiplexed log stream such as Docker's). `line` holds the stream's unfinished line
+    /// between chunks; lines reaching [`MAX_LINE`] are split.
+    pub(crate) fn feed(&self, stream: Stream, line: &mut Vec<u8>, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let room = MAX_LINE - line.len();
+            let (used, complete) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) if i <= room => {
+                    line.extend_from_slice(&chunk[..i]);
+                    (i + 1, true)
+                }
+                _ => {
+                    let n = chunk.len().min(room);
+                    line.extend_from_slice(&chunk[..n]);
+                    (n, line.len() >= MAX_LINE)
+                }
+            };
+            chunk = &chunk[used..];
             if complete {
-                self.push(stream, &line);
+                self.push(stream, line);
                 line.clear();
             }
         }
+    }
+
+    /// Marks `stream` as ended (end of file), adding its unfinished `line` if any.
+    pub(crate) fn close(&self, stream: Stream, line: Vec<u8>) {
         if !line.is_empty() {
             self.push(stream, &line);
         }
@@ -304,6 +321,32 @@ mod tests {
             .map(|l| l.message)
             .collect();
         assert_eq!(rest, ["untagged"]);
+    }
+
+    #[tokio::test]
+    async fn lines_may_span_fed_chunks() {
+        let buf = LogBuffer::default();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        buf.feed(Stream::Stdout, &mut out, b"ab");
+        buf.feed(Stream::Stderr, &mut err, b"e1\ne");
+        buf.feed(Stream::Stdout, &mut out, b"c\r\nd\n\nlast");
+        buf.close(Stream::Stdout, out);
+        buf.close(Stream::Stderr, err);
+        let got: Vec<(Stream, String)> = buf
+            .take(true, Duration::ZERO)
+            .await
+            .into_iter()
+            .map(|l| (l.stream, l.message))
+            .collect();
+        let want = [
+            (Stream::Stderr, "e1"),
+            (Stream::Stdout, "abc"),
+            (Stream::Stdout, "d"),
+            (Stream::Stdout, ""),
+            (Stream::Stdout, "last"),
+            (Stream::Stderr, "e"),
+        ];
+        assert_eq!(got, want.map(|(s, m)| (s, m.to_string())));
     }
 
     #[tokio::test]

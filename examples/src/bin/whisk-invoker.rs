@@ -11,7 +11,8 @@ use std::time::Duration;
 use whisk_core::bus::MessageBus;
 use whisk_core::store::Store;
 use whisk_examples::cli::{
-    init_tracing, say, terminated, CouchArgs, KafkaArgs, ManifestArgs, PoolArgs, RetentionArgs,
+    init_tracing, say, terminated, CouchArgs, ExecutorArgs, KafkaArgs, ManifestArgs, PoolArgs,
+    RetentionArgs,
 };
 use whisk_examples::cluster::{InvokerProcess, InvokerSettings};
 use whisk_store::CouchStore;
@@ -23,12 +24,19 @@ struct Args {
     /// This invoker's id (it consumes `invoker{id}`); unique in the cluster.
     #[arg(long)]
     id: u32,
+    /// OpenWhisk's `--uniqueName`: part of this invoker's container names
+    /// (`wsk{unique-name}{id}_...`), for invokers sharing a Docker daemon.
+    #[arg(long, default_value = "")]
+    unique_name: String,
     /// The API host actions call back (`__OW_API_HOST`): a controller's URL.
     #[arg(long, default_value = "http://127.0.0.1:3233")]
     api_host: String,
     /// The container pool.
     #[command(flatten)]
     pool: PoolArgs,
+    /// What runs the containers.
+    #[command(flatten)]
+    executor: ExecutorArgs,
     /// The runtime manifest.
     #[command(flatten)]
     manifest: ManifestArgs,
@@ -66,6 +74,8 @@ async fn main() -> std::io::Result<()> {
             api_host: args.api_host.clone(),
             retention: Arc::new(args.retention.retention()),
             hidden: Vec::new(),
+            executor: args.executor.choice(),
+            unique_name: args.unique_name.clone(),
             ..InvokerSettings::default()
         },
     )

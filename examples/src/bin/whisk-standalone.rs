@@ -1,15 +1,15 @@
 //! Run with `cargo run --release --bin whisk-standalone` (then try the printed curl line).
 //!
 //! A whole OpenWhisk-compatible platform in one process: embedded durable store (or memory,
-//! or CouchDB), memory bus, process executor and one invoker, on OpenWhisk standalone's port
+//! or CouchDB), memory bus, process (or Docker) executor and one invoker, on OpenWhisk standalone's port
 //! 3233 with its `guest` key.
 
 use clap::Parser;
 use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::cli::{
-    init_tracing, say, terminated, LimitArgs, ListenArgs, ManifestArgs, PoolArgs, RetentionArgs,
-    StoreArgs,
+    init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
+    RetentionArgs, StoreArgs,
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
@@ -23,6 +23,9 @@ struct Args {
     /// The container pool.
     #[command(flatten)]
     pool: PoolArgs,
+    /// What runs the containers.
+    #[command(flatten)]
+    executor: ExecutorArgs,
     /// Throttles and limits.
     #[command(flatten)]
     limits: LimitArgs,
@@ -53,6 +56,7 @@ async fn main() -> std::io::Result<()> {
         pause_grace: Duration::from_secs(args.pool.pause_grace),
         max_concurrency: args.limits.max_concurrency,
         namespace_limits: args.limits.namespace_limits(),
+        executor: args.executor.choice(),
         ..StandaloneConfig::default()
     })
     .await?;

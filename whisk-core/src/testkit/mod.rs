@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod bus;
+pub mod docker;
 pub mod executor;
 pub mod store;
 

@@ -264,10 +264,15 @@ function route(req, res, raw) {
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
 
-// The platform holds our stdin open; EOF (or an error) means it went away.
-const quit = () => process.exit(0);
-process.stdin.on('end', quit).on('close', quit).on('error', quit);
-process.stdin.resume();
+// As a container image (`WHISK_RUNTIME_IMAGE=1`, set by whisk's runtime images) the launcher
+// listens on every interface and runs until the container is stopped, as OpenWhisk's runtimes
+// do. As a local process, the platform holds our stdin open; EOF (or an error) means it left.
+const inImage = process.env.WHISK_RUNTIME_IMAGE === '1';
+if (!inImage) {
+  const quit = () => process.exit(0);
+  process.stdin.on('end', quit).on('close', quit).on('error', quit);
+  process.stdin.resume();
+}
 
 const server = http.createServer({ noDelay: true }, (req, res) => {
   const chunks = [];
@@ -277,6 +282,6 @@ const server = http.createServer({ noDelay: true }, (req, res) => {
 });
 server.keepAliveTimeout = 0; // never close idle keep-alive connections ourselves
 server.requestTimeout = 0;
-server.listen(Number(process.env.WHISK_RUNTIME_PORT) || 0, '127.0.0.1', () => {
-  process.stdout.write(`whisk-runtime-port: ${server.address().port}\n`);
+server.listen(Number(process.env.WHISK_RUNTIME_PORT) || 0, inImage ? '0.0.0.0' : '127.0.0.1', () => {
+  if (!inImage) process.stdout.write(`whisk-runtime-port: ${server.address().port}\n`);
 });

@@ -99,10 +99,15 @@ def watch_stdin(on_exit):
 
 
 def serve(routes, on_exit=None):
-    """Serves `routes` until stdin closes (see the module documentation)."""
+    """Serves `routes` until stdin closes (see the module documentation). As a container
+    image (`WHISK_RUNTIME_IMAGE=1`) it listens on every interface and runs until stopped."""
     Handler.routes = dict(routes)
-    threading.Thread(target=watch_stdin, args=(on_exit,), name="stdin-watch", daemon=True).start()
-    server = Server(("127.0.0.1", int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
-    sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
-    sys.stdout.flush()
+    in_image = os.environ.get("WHISK_RUNTIME_IMAGE") == "1"
+    if not in_image:
+        threading.Thread(target=watch_stdin, args=(on_exit,), name="stdin-watch", daemon=True).start()
+    host = "0.0.0.0" if in_image else "127.0.0.1"
+    server = Server((host, int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
+    if not in_image:
+        sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
+        sys.stdout.flush()
     server.serve_forever()

@@ -6,7 +6,7 @@
 mod state;
 
 use crate::entity::{ActivationResponse, WhiskAction};
-use crate::executor::{Container, ContainerExecutor, ContainerSpec};
+use crate::executor::{Container, ContainerExecutor, ContainerSpec, ExecutorError};
 use crate::logs::{format_with_limit, LogLine, Stream, DEVELOPER_ERROR_LINE};
 use crate::message::now_ms;
 use crate::runtime::{env_string, init_body, ActivationContext, CallOutcome, RuntimeClient};
@@ -25,6 +25,10 @@ pub use crate::entity::exec::StemCell;
 pub struct PoolConfig {
     /// The invoker id, used in container names.
     pub invoker_id: u32,
+    /// OpenWhisk's optional unique invoker name, part of every container name
+    /// (`wsk{unique_name}{invoker_id}_...`), so invokers sharing a Docker daemon can tell
+    /// their containers apart; default empty.
+    pub unique_name: String,
     /// Memory for user containers in MB: the one capacity knob.
     pub user_memory_mb: u64,
     /// Idle containers older than this are removed.
@@ -43,6 +47,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             invoker_id: 0,
+            unique_name: String::new(),
             user_memory_mb: 2048,
             idle_timeout: Duration::from_secs(600),
             pause_grace: Duration::from_secs(10),
@@ -50,6 +55,17 @@ impl Default for PoolConfig {
             api_host: "http://127.0.0.1:3233".into(),
             stem_cells: Vec::new(),
         }
+    }
+}
+
+impl PoolConfig {
+    /// What every container name of this invoker starts with (before `_`): OpenWhisk's
+    /// `wsk{unique_name}{invoker_id}`, with characters Docker refuses in names dropped.
+    pub fn container_prefix(&self) -> String {
+        format!("wsk{}{}", self.unique_name, self.invoker_id)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .collect()
     }
 }
 
@@ -450,7 +466,7 @@ impl ContainerPool {
     fn spec(&self, kind: &str, image: Option<&str>, memory_mb: u64, label: &str) -> ContainerSpec {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         ContainerSpec {
-            name: format!("wsk{}_{}_{}", self.config.invoker_id, n, label),
+            name: format!("{}_{}_{}", self.config.container_prefix(), n, label),
             kind: kind.to_string(),
             image: image.map(str::to_string),
             memory_mb,
@@ -517,12 +533,7 @@ impl ContainerPool {
                             Err(e) => {
                                 self.give_back(None, memory);
                                 tracing::error!(error = %e, kind = spec.kind, "container start failed");
-                                return failed_before_start(ActivationResponse::whisk_error(
-                                    format!(
-                                        "Failed to start a container for kind '{}'.",
-                                        spec.kind
-                                    ),
-                                ));
+                                return failed_before_start(start_failure(&e));
                             }
                         }
                     }
@@ -533,7 +544,8 @@ impl ContainerPool {
                     &self.counters.cold
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                let init = self.init(&container, &job, timeout).await;
+                let init =
+                    oom_checked(&container, self.init(&container, &job, timeout).await).await;
                 let init_ms = init.elapsed.as_millis() as u64;
                 if !init.response.is_success() {
                     let logs = self.collect_logs(&container, &action, true, None).await;
@@ -566,10 +578,11 @@ impl ContainerPool {
         };
         let mut ctx = job.context.clone();
         ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
-        let run: CallOutcome = self
+        let run = self
             .client
             .run(container.endpoint(), &ctx.run_body(job.args), timeout)
             .await;
+        let run = oom_checked(&container, run).await;
         let end = now_ms();
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
         let logs = self
@@ -711,4 +724,29 @@ pub fn init_params_env(action: &WhiskAction, args: &Value) -> serde_json::Map<St
             (k, Value::String(v))
         })
         .collect()
+}
+
+/// OpenWhisk's response when a container cannot be started: a user-named image that cannot be
+/// pulled is the developer's error, anything else the platform's.
+fn start_failure(e: &ExecutorError) -> ActivationResponse {
+    match e {
+        ExecutorError::ImagePull(image) => ActivationResponse::developer_error(format!(
+            "Failed to pull container image '{image}'."
+        )),
+        _ => ActivationResponse::whisk_error("Failed to provision resources to run the action."),
+    }
+}
+
+/// `outcome`, or OpenWhisk's memory-exhausted developer error when the call failed because the
+/// container was killed for exceeding its memory limit.
+async fn oom_checked(container: &Arc<dyn Container>, outcome: CallOutcome) -> CallOutcome {
+    if outcome.container_failed && !outcome.timed_out && container.out_of_memory().await {
+        return CallOutcome {
+            response: ActivationResponse::developer_error(
+                "The action exhausted its memory and was aborted.",
+            ),
+            ..outcome
+        };
+    }
+    outcome
 }

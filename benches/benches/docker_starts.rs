@@ -1,0 +1,259 @@
+//! Run with `WHISK_TEST_DOCKER=unix:///path/to/docker.sock cargo bench -p whisk-benches --bench
+//! docker_starts` (the daemon needs the images of `whisk-exec/images/build.sh`; `.ci/run`
+//! shows how it starts one).
+//!
+//! The Docker executor beside its floors, in one run, on a Docker network of its own:
+//! - cold start to first result through the REST API (new container of
+//!   `openwhisk/action-nodejs-v20:nightly` with OpenWhisk's limits, `/init`, `/run`) vs a bare
+//!   run of the same image until it answers (the Engine API's create, start and inspect, then
+//!   `/init` + `/run`). Target: at most 1.2x the floor.
+//! - pause + resume of a container, and warm invokes through the REST API, beside the process
+//!   executor's.
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
+};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use whisk_benches::{blocking_invokes, create_noop, report, stats, unthrottled, Stats, NOOP};
+use whisk_core::entity::identity::GUEST_KEY;
+use whisk_core::executor::{ContainerExecutor, ContainerSpec};
+use whisk_core::runtime::{init_body, ActivationContext, RuntimeClient};
+use whisk_core::testkit::docker::TestNetwork;
+use whisk_examples::cluster::ExecutorChoice;
+use whisk_examples::standalone::{Standalone, StandaloneConfig};
+use whisk_exec::docker::{DockerConfig, DockerExecutor};
+
+const ROUNDS: usize = 15;
+const IMAGE: &str = "openwhisk/action-nodejs-v20:nightly";
+
+fn ctx() -> ActivationContext {
+    ActivationContext {
+        api_key: None,
+        namespace: "guest".into(),
+        action_name: "/guest/noop".into(),
+        action_version: "0.0.1".into(),
+        activation_id: "0".repeat(32),
+        transaction_id: "bench".into(),
+        deadline_ms: u64::MAX / 2,
+    }
+}
+
+/// `/init` with the no-op action, then one `/run`, on the runtime at `endpoint`.
+async fn first_result(client: &RuntimeClient, endpoint: &str) {
+    let body = init_body("noop", None, Some(NOOP), false, Default::default());
+    let init = client.init(endpoint, &body, Duration::from_secs(30)).await;
+    assert!(init.response.is_success(), "{:?}", init.response);
+    let run = client
+        .run(
+            endpoint,
+            &ctx().run_body(json!({})),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(run.response.is_success(), "{:?}", run.response);
+}
+
+/// The floor: a bare container of the image on `network`, started through the Engine API
+/// with nothing else set, until it answers `/init` and `/run`.
+async fn bare_run(docker: &bollard::Docker, network: &str, client: &RuntimeClient) -> Duration {
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.into()),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let t = Instant::now();
+    let id = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+        .expect("create")
+        .id;
+    docker
+        .start_container(&id, None::<StartContainerOptions>)
+        .await
+        .expect("start");
+    let info = docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let ip = info
+        .network_settings
+        .and_then(|s| s.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|n| n.ip_address)
+        .expect("an address on the network");
+    first_result(client, &format!("http://{ip}:8080")).await;
+    let elapsed = t.elapsed();
+    let remove = RemoveContainerOptions {
+        force: true,
+        ..RemoveContainerOptions::default()
+    };
+    docker
+        .remove_container(&id, Some(remove))
+        .await
+        .expect("remove");
+    elapsed
+}
+
+/// Cold starts through the REST API at `base`: a new action each round, so a new container.
+async fn cold_starts(base: &str) -> Stats {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (user, pass) = GUEST_KEY.split_once(':').unwrap();
+    let mut samples = Vec::new();
+    for i in 0..ROUNDS {
+        let action = format!("{base}/api/v1/namespaces/_/actions/cold{i}");
+        let r = http
+            .put(&action)
+            .basic_auth(user, Some(pass))
+            .json(&json!({"exec": {"kind": "nodejs:20", "code": NOOP}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let t = Instant::now();
+        let r = http
+            .post(format!("{action}?blocking=true&result=true"))
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Pause + resume of one initialized `nodejs:20` container of `executor`.
+async fn pause_resume(executor: &dyn ContainerExecutor, client: &RuntimeClient) -> Stats {
+    let spec = ContainerSpec {
+        name: "wskbench0_1_guest_pause".into(),
+        kind: "nodejs:20".into(),
+        image: None,
+        memory_mb: 256,
+        env: vec![],
+    };
+    let c = executor.create(&spec).await.expect("container starts");
+    first_result(client, c.endpoint()).await;
+    let mut samples = Vec::new();
+    for _ in 0..ROUNDS * 2 {
+        let t = Instant::now();
+        c.pause().await.unwrap();
+        c.resume().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    c.destroy().await.unwrap();
+    stats(samples)
+}
+
+async fn platform(executor: ExecutorChoice) -> Standalone {
+    Standalone::start(StandaloneConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        user_memory_mb: 256 * (ROUNDS as u64 + 4),
+        namespace_limits: unthrottled(),
+        prewarm: false,
+        executor,
+        unique_name: "bench".into(),
+        ..StandaloneConfig::default()
+    })
+    .await
+    .expect("platform starts")
+}
+
+fn print(name: &str, it: Stats, floor: Stats, target: &str) {
+    println!(
+        "{name:<44} p50 {:>9.0} us  p99 {:>9.0} us | floor p50 {:>9.0} us  p99 {:>9.0} us | x{:.2}, {:+.2} ms | {target}",
+        it.p50_us,
+        it.p99_us,
+        floor.p50_us,
+        floor.p99_us,
+        it.p50_us / floor.p50_us,
+        (it.p50_us - floor.p50_us) / 1000.0
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Ok(host) = std::env::var("WHISK_TEST_DOCKER") else {
+        println!(
+            "whisk docker_starts: not measured (set WHISK_TEST_DOCKER to a Docker daemon socket)"
+        );
+        return;
+    };
+    let net = TestNetwork::create(&host);
+    let socket = host.strip_prefix("unix://").unwrap_or(&host);
+    let docker = bollard::Docker::connect_with_unix(socket, 60, bollard::API_DEFAULT_VERSION)
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let client = RuntimeClient::default();
+    let docker_choice = ExecutorChoice::Docker {
+        host: Some(host.clone()),
+        network: net.name.clone(),
+    };
+    println!(
+        "whisk docker_starts: the Docker executor vs its floors ({ROUNDS} rounds; image {IMAGE})"
+    );
+
+    // Warm-up: the first container start of a run pays for page-cache misses.
+    bare_run(&docker, &net.name, &client).await;
+    let mut floor = Vec::new();
+    for _ in 0..ROUNDS {
+        floor.push(bare_run(&docker, &net.name, &client).await);
+    }
+    let floor = stats(floor);
+    let on_docker = platform(docker_choice.clone()).await;
+    let base = format!("http://{}", on_docker.addr);
+    let cold = cold_starts(&base).await;
+    print(
+        "cold start to first result (REST API)",
+        cold,
+        floor,
+        &format!(
+            "target <= 1.2x: {}",
+            if cold.p50_us <= 1.2 * floor.p50_us {
+                "MET"
+            } else {
+                "NOT MET"
+            }
+        ),
+    );
+
+    create_noop(&base).await;
+    let warm_docker = blocking_invokes(&base, 1, 500, Duration::from_secs(30)).await;
+    on_docker.shutdown().await;
+    let on_process = platform(ExecutorChoice::Process).await;
+    let process_base = format!("http://{}", on_process.addr);
+    create_noop(&process_base).await;
+    let warm_process = blocking_invokes(&process_base, 1, 500, Duration::from_secs(30)).await;
+    on_process.shutdown().await;
+    report(
+        "warm invoke, docker vs process executor",
+        1,
+        warm_docker,
+        warm_process,
+    );
+
+    let docker_exec = DockerExecutor::connect(DockerConfig {
+        host: Some(host.clone()),
+        network: net.name.clone(),
+        name_prefix: "wskbench0_".into(),
+        ..DockerConfig::default()
+    })
+    .await
+    .expect("daemon reachable");
+    let process_exec = Arc::new(whisk_exec::ProcessExecutor::new().unwrap());
+    let docker_pause = pause_resume(&docker_exec, &client).await;
+    let process_pause = pause_resume(process_exec.as_ref(), &client).await;
+    print(
+        "pause + resume, docker vs process executor",
+        docker_pause,
+        process_pause,
+        "printed",
+    );
+}
