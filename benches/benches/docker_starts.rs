@@ -57,8 +57,12 @@ async fn first_result(client: &RuntimeClient, endpoint: &str) {
 }
 
 /// The floor: a bare container of the image on `network`, started through the Engine API
-/// with nothing else set, until it answers `/init` and `/run`.
-async fn bare_run(docker: &bollard::Docker, network: &str, client: &RuntimeClient) -> Duration {
+/// with nothing else set, until it answers `/init` and `/run`; returns the time and its id.
+async fn bare_run(
+    docker: &bollard::Docker,
+    network: &str,
+    client: &RuntimeClient,
+) -> (Duration, String) {
     let body = ContainerCreateBody {
         image: Some(IMAGE.into()),
         host_config: Some(HostConfig {
@@ -88,16 +92,21 @@ async fn bare_run(docker: &bollard::Docker, network: &str, client: &RuntimeClien
         .and_then(|n| n.ip_address)
         .expect("an address on the network");
     first_result(client, &format!("http://{ip}:8080")).await;
-    let elapsed = t.elapsed();
-    let remove = RemoveContainerOptions {
-        force: true,
-        ..RemoveContainerOptions::default()
-    };
-    docker
-        .remove_container(&id, Some(remove))
-        .await
-        .expect("remove");
-    elapsed
+    (t.elapsed(), id)
+}
+
+/// Removes the containers `ids`.
+async fn remove_all(docker: &bollard::Docker, ids: Vec<String>) {
+    for id in ids {
+        let remove = RemoveContainerOptions {
+            force: true,
+            ..RemoveContainerOptions::default()
+        };
+        docker
+            .remove_container(&id, Some(remove))
+            .await
+            .expect("remove");
+    }
 }
 
 /// Cold starts through the REST API at `base`: a new action each round, so a new container.
@@ -124,6 +133,32 @@ async fn cold_starts(base: &str) -> Stats {
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
         samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Cold starts through the executor alone: `create` (image check, create with OpenWhisk's
+/// settings, start, inspect, log follower), then `/init` + `/run`.
+async fn executor_starts(executor: &DockerExecutor, client: &RuntimeClient) -> Stats {
+    let mut samples = Vec::new();
+    // Kept until the end, as the platform keeps its containers warm.
+    let mut kept = Vec::new();
+    for i in 0..ROUNDS {
+        let spec = ContainerSpec {
+            name: format!("wskbench0_{i}_guest_cold"),
+            kind: "nodejs:20".into(),
+            image: None,
+            memory_mb: 256,
+            env: vec![],
+        };
+        let t = Instant::now();
+        let c = executor.create(&spec).await.expect("container starts");
+        first_result(client, c.endpoint()).await;
+        samples.push(t.elapsed());
+        kept.push(c);
+    }
+    for c in kept {
+        c.destroy().await.unwrap();
     }
     stats(samples)
 }
@@ -200,12 +235,17 @@ async fn main() {
         "whisk docker_starts: the Docker executor vs its floors ({ROUNDS} rounds; image {IMAGE})"
     );
 
-    // Warm-up: the first container start of a run pays for page-cache misses.
-    bare_run(&docker, &net.name, &client).await;
+    // Warm-up: the first container start of a run pays for page-cache misses. The floor's
+    // containers are kept until its rounds end, as the platform keeps its own warm.
+    let (_, warmup) = bare_run(&docker, &net.name, &client).await;
     let mut floor = Vec::new();
+    let mut ids = vec![warmup];
     for _ in 0..ROUNDS {
-        floor.push(bare_run(&docker, &net.name, &client).await);
+        let (took, id) = bare_run(&docker, &net.name, &client).await;
+        floor.push(took);
+        ids.push(id);
     }
+    remove_all(&docker, ids).await;
     let floor = stats(floor);
     let on_docker = platform(docker_choice.clone()).await;
     let base = format!("http://{}", on_docker.addr);
@@ -247,6 +287,13 @@ async fn main() {
     })
     .await
     .expect("daemon reachable");
+    let through_executor = executor_starts(&docker_exec, &client).await;
+    print(
+        "cold start to first result (executor alone)",
+        through_executor,
+        floor,
+        "",
+    );
     let process_exec = Arc::new(whisk_exec::ProcessExecutor::new().unwrap());
     let docker_pause = pause_resume(&docker_exec, &client).await;
     let process_pause = pause_resume(process_exec.as_ref(), &client).await;
