@@ -17,10 +17,12 @@ use bollard::query_parameters::{
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use whisk_benches::{blocking_invokes, create_noop, report, stats, unthrottled, Stats, NOOP};
+use whisk_benches::{
+    bench_context, blocking_invokes, create_noop, report, stats, unthrottled, Stats, NOOP,
+};
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::executor::{ContainerExecutor, ContainerSpec};
-use whisk_core::runtime::{init_body, ActivationContext, RuntimeClient};
+use whisk_core::runtime::{init_body, RuntimeClient};
 use whisk_core::testkit::docker::TestNetwork;
 use whisk_examples::cluster::ExecutorChoice;
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
@@ -28,18 +30,6 @@ use whisk_exec::docker::{DockerConfig, DockerExecutor};
 
 const ROUNDS: usize = 15;
 const IMAGE: &str = "openwhisk/action-nodejs-v20:nightly";
-
-fn ctx() -> ActivationContext {
-    ActivationContext {
-        api_key: None,
-        namespace: "guest".into(),
-        action_name: "/guest/noop".into(),
-        action_version: "0.0.1".into(),
-        activation_id: "0".repeat(32),
-        transaction_id: "bench".into(),
-        deadline_ms: u64::MAX / 2,
-    }
-}
 
 /// `/init` with the no-op action, then one `/run`, on the runtime at `endpoint`.
 async fn first_result(client: &RuntimeClient, endpoint: &str) {
@@ -49,7 +39,7 @@ async fn first_result(client: &RuntimeClient, endpoint: &str) {
     let run = client
         .run(
             endpoint,
-            &ctx().run_body(json!({})),
+            &bench_context().run_body(json!({})),
             Duration::from_secs(30),
         )
         .await;

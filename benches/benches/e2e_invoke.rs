@@ -9,10 +9,10 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use whisk_benches::{closed_loop, report};
+use whisk_benches::{bench_context, closed_loop, report};
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::executor::{ContainerExecutor, ContainerSpec};
-use whisk_core::runtime::{init_body, ActivationContext, RuntimeClient};
+use whisk_core::runtime::{init_body, RuntimeClient};
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
 use whisk_exec::ProcessExecutor;
 
@@ -72,15 +72,7 @@ fn main() {
             .init(container.endpoint(), &init_body("noop", None, Some(NOOP), false, Default::default()), Duration::from_secs(10))
             .await;
         assert!(init.response.is_success());
-        let ctx = ActivationContext {
-            api_key: None,
-            namespace: "guest".into(),
-            action_name: "/guest/noop".into(),
-            action_version: "0.0.1".into(),
-            activation_id: "0".repeat(32),
-            transaction_id: "bench".into(),
-            deadline_ms: u64::MAX / 2,
-        };
+        let ctx = bench_context();
         let run_body = Arc::new(serde_json::to_vec(&ctx.run_body(json!({}))).unwrap());
         let run_url = Arc::new(format!("{}/run", container.endpoint()));
         let direct = {

@@ -13,9 +13,9 @@ use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use whisk_benches::{stats, Stats};
+use whisk_benches::{bench_context, stats, Stats};
 use whisk_core::entity::identity::GUEST_KEY;
-use whisk_core::runtime::{init_body, ActivationContext, RuntimeClient};
+use whisk_core::runtime::{init_body, RuntimeClient};
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
 
 const ROUNDS: usize = 15;
@@ -44,18 +44,6 @@ const KINDS: [Kind; 2] = [
         launcher: include_str!("../../whisk-exec/runtimes/python/launcher.py"),
     },
 ];
-
-fn ctx() -> ActivationContext {
-    ActivationContext {
-        api_key: None,
-        namespace: "guest".into(),
-        action_name: "/guest/noop".into(),
-        action_version: "0.0.1".into(),
-        activation_id: "0".repeat(32),
-        transaction_id: "bench".into(),
-        deadline_ms: u64::MAX / 2,
-    }
-}
 
 /// Starts `k`'s launcher directly, with a container's environment (nothing of the platform's
 /// but `PATH`), and reads the port it announces.
@@ -101,7 +89,7 @@ async fn bare_start(k: &Kind, launcher: &str, client: &RuntimeClient) -> Duratio
     let run = client
         .run(
             &endpoint,
-            &ctx().run_body(json!({})),
+            &bench_context().run_body(json!({})),
             Duration::from_secs(10),
         )
         .await;
@@ -123,7 +111,7 @@ async fn direct_warm(k: &Kind, launcher: &str, client: &RuntimeClient) -> Stats 
             Duration::from_secs(10),
         )
         .await;
-    let body = ctx().run_body(json!({}));
+    let body = bench_context().run_body(json!({}));
     let mut samples = Vec::new();
     for i in 0..300 {
         let t = Instant::now();

@@ -235,3 +235,16 @@ pub async fn kafka_bus(brokers: &str, name: &str) -> whisk_bus::KafkaBus {
         .await
         .expect("Kafka broker reachable")
 }
+
+/// The activation context of the benchmarks' direct runtime calls (guest's `noop`).
+pub fn bench_context() -> whisk_core::runtime::ActivationContext {
+    whisk_core::runtime::ActivationContext {
+        api_key: None,
+        namespace: "guest".into(),
+        action_name: "/guest/noop".into(),
+        action_version: "0.0.1".into(),
+        activation_id: "0".repeat(32),
+        transaction_id: "bench".into(),
+        deadline_ms: u64::MAX / 2,
+    }
+}

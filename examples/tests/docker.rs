@@ -216,7 +216,11 @@ async fn leftover_containers_of_the_invoker_are_removed_at_start() {
         net.containers(&leftover).is_empty(),
         "the leftover is removed"
     );
-    assert_eq!(net.containers(&other), vec![other.clone()], "others are kept");
+    assert_eq!(
+        net.containers(&other),
+        vec![other.clone()],
+        "others are kept"
+    );
     docker(&host, &["rm", "-f", &other]);
     p.platform.shutdown().await;
 }
