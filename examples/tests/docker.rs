@@ -134,11 +134,13 @@ async fn faults_end_in_openwhisk_records_and_leave_no_container() {
     let prefix = format!("wsk{unique}0_");
     let p = platform(&host, &net, &unique).await;
 
-    // An image that is not there and cannot be pulled (no registry is reachable).
+    // An image that is not there and cannot be pulled: its registry is a closed loopback
+    // port, so the daemon's pull fails at once without leaving the machine.
+    let missing = "127.0.0.1:9/whisk/no-such-image:1";
     create(
         &p,
         "missing",
-        json!({"kind": "blackbox", "image": "whisk/no-such-image:1"}),
+        json!({"kind": "blackbox", "image": missing}),
         json!({}),
     )
     .await;
@@ -147,7 +149,7 @@ async fn faults_end_in_openwhisk_records_and_leave_no_container() {
     assert_eq!(r.body["response"]["status"], "action developer error");
     assert_eq!(
         r.body["response"]["result"],
-        json!({"error": "Failed to pull container image 'whisk/no-such-image:1'."})
+        json!({ "error": format!("Failed to pull container image '{missing}'.") })
     );
     until_no_containers(&net, &prefix).await;
 
@@ -311,5 +313,36 @@ async fn an_unreachable_daemon_gives_a_whisk_error_record() {
     // The warm container of `echo` could not be removed through the cut relay.
     for name in net.containers(&format!("wsk{unique}0_")) {
         docker(&host, &["rm", "-f", &name]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_container_even_with_starts_in_flight() {
+    let Some(host) = daemon() else { return };
+    let net = Network::create(&host);
+    let unique = unique_name();
+    // Prewarming only nodejs:20 (its image is on the daemon): two stem cells start at once.
+    let mut manifest = whisk_core::entity::RuntimeManifest::default();
+    manifest.runtimes.retain(|family, _| family == "nodejs");
+    manifest.blackboxes.clear();
+    let p = Platform::start_config(StandaloneConfig {
+        user_memory_mb: 1024,
+        prewarm: true,
+        manifest,
+        executor: ExecutorChoice::Docker {
+            host: Some(host.clone()),
+            network: net.name.clone(),
+        },
+        unique_name: unique.clone(),
+        ..Default::default()
+    })
+    .await;
+    // Shut down while the stem cells are still starting: when shutdown returns, none is
+    // left, and none appears later (a start still in flight would create it after).
+    p.platform.shutdown().await;
+    for _ in 0..20 {
+        let left = net.containers(&format!("wsk{unique}0_"));
+        assert!(left.is_empty(), "left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -173,6 +173,8 @@ pub struct ContainerPool {
     state: Mutex<State>,
     counter: AtomicU64,
     counters: Counters,
+    /// Signalled whenever a container start ends.
+    start_ended: tokio::sync::Notify,
 }
 
 impl ContainerPool {
@@ -189,6 +191,7 @@ impl ContainerPool {
             state: Mutex::new(State::default()),
             counter: AtomicU64::new(0),
             counters: Counters::default(),
+            start_ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -280,7 +283,7 @@ impl ContainerPool {
         let me = self.clone();
         tokio::spawn(async move {
             let spec = me.spec(&kind, None, memory_mb, &format!("prewarm_{}", clean(&kind)));
-            match me.executor.create(&spec).await {
+            match me.start_container(&spec).await {
                 Ok(container) => {
                     // Warm the runtime's request path and the pooled connection to it: a /run
                     // before /init is refused by every runtime without side effects.
@@ -298,8 +301,6 @@ impl ContainerPool {
                         if st.closed {
                             victims.push(container);
                         } else {
-                            st.live
-                                .insert(container.id().to_string(), container.clone());
                             st.stems.push(Stem {
                                 kind,
                                 memory_mb,
@@ -397,6 +398,46 @@ impl ContainerPool {
                 tracing::warn!(container = c.id(), error = %e, "destroy failed at shutdown");
             }
         }
+        // Starts still in flight destroy their container themselves once it exists.
+        loop {
+            let ended = self.start_ended.notified();
+            if self.state.lock().unwrap().starting == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Starts a container for `spec` and registers it as live. A container that comes up
+    /// after the pool was shut down is destroyed at once (an error for the caller).
+    async fn start_container(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<Arc<dyn Container>, ExecutorError> {
+        self.state.lock().unwrap().starting += 1;
+        let result = match self.executor.create(spec).await {
+            Ok(c) => {
+                let closed = {
+                    let mut st = self.state.lock().unwrap();
+                    if !st.closed {
+                        st.live.insert(c.id().to_string(), c.clone());
+                    }
+                    st.closed
+                };
+                if closed {
+                    if let Err(e) = c.destroy().await {
+                        tracing::warn!(container = c.id(), error = %e, "destroy failed at shutdown");
+                    }
+                    Err(ExecutorError::Other("the invoker is shutting down".into()))
+                } else {
+                    Ok(c)
+                }
+            }
+            Err(e) => Err(e),
+        };
+        self.state.lock().unwrap().starting -= 1;
+        self.start_ended.notify_waiters();
+        result
     }
 
     /// A container for `want`, waiting in line when nothing is available.
@@ -521,15 +562,8 @@ impl ContainerPool {
                             memory,
                             &format!("{}_{}", clean(&job.namespace), clean(&action.name)),
                         );
-                        match self.executor.create(&spec).await {
-                            Ok(c) => {
-                                self.state
-                                    .lock()
-                                    .unwrap()
-                                    .live
-                                    .insert(c.id().to_string(), c.clone());
-                                (c, StartKind::Cold)
-                            }
+                        match self.start_container(&spec).await {
+                            Ok(c) => (c, StartKind::Cold),
                             Err(e) => {
                                 self.give_back(None, memory);
                                 tracing::error!(error = %e, kind = spec.kind, "container start failed");

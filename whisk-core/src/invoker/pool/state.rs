@@ -82,6 +82,8 @@ pub(super) struct State {
     pub live: HashMap<String, Arc<dyn Container>>,
     pub waiters: VecDeque<Waiter>,
     pub closed: bool,
+    /// Container starts in flight (shutdown waits for them, so none outlives the pool).
+    pub starting: usize,
     /// Idle containers evicted for memory, over the pool's life.
     pub evictions: u64,
 }
