@@ -16,6 +16,7 @@ use whisk_core::executor::ContainerExecutor;
 use whisk_core::invoker::pool::{ContainerPool, PoolConfig};
 use whisk_core::invoker::{Invoker, InvokerConfig};
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
+use whisk_core::metrics::Metrics;
 use whisk_core::runtime::RuntimeClient;
 use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{Collection, Retention, Store, StoreError};
@@ -67,6 +68,9 @@ pub struct InvokerSettings {
     /// OpenWhisk's `--uniqueName`: part of its container names (`wsk{unique_name}{id}_...`),
     /// so invokers sharing a Docker daemon never remove each other's containers.
     pub unique_name: String,
+    /// Where its activations and pool are counted (the standalone platform shares one
+    /// registry with its controller).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for InvokerSettings {
@@ -84,6 +88,7 @@ impl Default for InvokerSettings {
             ping_interval: InvokerConfig::default().ping_interval,
             executor: ExecutorChoice::Process,
             unique_name: String::new(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl InvokerProcess {
         let config = InvokerConfig {
             retention: settings.retention,
             ping_interval: settings.ping_interval,
+            metrics: settings.metrics,
         };
         let invoker = Invoker::with_config(store, bus, pool.clone(), config);
         let task = invoker.start().await.map_err(std::io::Error::other)?;

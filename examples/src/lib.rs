@@ -4,6 +4,7 @@
 //! Run the standalone platform with `cargo run --release --bin whisk-standalone`.
 #![warn(missing_docs)]
 
+pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
 pub mod standalone;

@@ -123,6 +123,8 @@ impl Standalone {
         let lb_task = lb.start().await.map_err(std::io::Error::other)?;
 
         let retention = Arc::new(config.retention.clone());
+        // One registry for the controller and the invoker, served at `/metrics`.
+        let metrics = Arc::new(whisk_core::metrics::Metrics::new());
         let invoker = InvokerProcess::start(
             store.clone(),
             bus,
@@ -142,6 +144,7 @@ impl Standalone {
                 },
                 executor: config.executor.clone(),
                 unique_name: config.unique_name.clone(),
+                metrics: metrics.clone(),
                 ..InvokerSettings::default()
             },
         )
@@ -162,6 +165,7 @@ impl Standalone {
             namespace_limits: config.namespace_limits,
             manifest: config.manifest.clone(),
             retention,
+            metrics,
             ..ControllerConfig::default()
         };
         let controller = Controller::new(store.clone(), lb, controller_config);

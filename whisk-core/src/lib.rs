@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bus;
 pub mod controller;
 pub mod entity;
@@ -29,6 +30,7 @@ pub mod invoker;
 pub mod loadbalancer;
 pub mod logs;
 pub mod message;
+pub mod metrics;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

@@ -14,6 +14,7 @@ use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::entity::SystemLimits;
 use whisk_core::loadbalancer::LoadBalancerConfig;
 use whisk_core::store::{CacheConfig, CachingStore, Store};
+use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
     RetentionArgs,
@@ -53,12 +54,19 @@ struct Args {
     /// Seconds without a ping after which an invoker is down.
     #[arg(long, default_value_t = 10)]
     ping_timeout: u64,
+    /// Administration of the CouchDB store instead of running the controller.
+    #[command(subcommand)]
+    command: Option<AdminCommand>,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_tracing();
-    let args = Args::parse();
+    let args: Args = admin_cli::parse_args(admin_cli::CONTROLLER_GLOBAL_ARGS);
+    if let Some(cmd) = &args.command {
+        let backend = whisk_examples::standalone::StoreBackend::CouchDb(args.couch.config());
+        std::process::exit(admin_cli::run_on_backend(&backend, cmd).await);
+    }
     let bus: Arc<dyn MessageBus> = Arc::new(args.kafka.connect().await?);
     let couch = CouchStore::connect(args.couch.config())
         .await

@@ -14,7 +14,7 @@ use whisk_examples::cli::{
     init_tracing, say, terminated, CouchArgs, ExecutorArgs, KafkaArgs, ManifestArgs, PoolArgs,
     RetentionArgs,
 };
-use whisk_examples::cluster::{InvokerProcess, InvokerSettings};
+use whisk_examples::cluster::{InvokerProcess, InvokerSettings, Server};
 use whisk_store::CouchStore;
 
 /// whisk invoker: runs the actions of a whisk cluster.
@@ -49,6 +49,13 @@ struct Args {
     /// Which activation records are kept.
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Serve Prometheus metrics at `http://{metrics-host}:{metrics-port}/metrics`
+    /// (OpenWhisk's invoker uses 8085 inside its container); off unless set.
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Address the metrics endpoint listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    metrics_host: std::net::IpAddr,
 }
 
 #[tokio::main]
@@ -80,14 +87,32 @@ async fn main() -> std::io::Result<()> {
         },
     )
     .await?;
+    let metrics = match args.metrics_port {
+        Some(port) => {
+            let listener = tokio::net::TcpListener::bind((args.metrics_host, port)).await?;
+            let app = whisk_core::api::metrics_router(process.invoker.metrics().clone());
+            Some(Server::start(listener, app)?)
+        }
+        None => None,
+    };
     say(&format!(
-        "whisk invoker{} running ({} MB for containers, Kafka {}, CouchDB databases {}*)",
-        args.id, args.pool.user_memory, args.kafka.kafka_brokers, args.couch.couchdb_prefix
+        "whisk invoker{} running ({} MB for containers, Kafka {}, CouchDB databases {}*){}",
+        args.id,
+        args.pool.user_memory,
+        args.kafka.kafka_brokers,
+        args.couch.couchdb_prefix,
+        metrics
+            .as_ref()
+            .map(|s| format!(", metrics at http://{}/metrics", s.addr))
+            .unwrap_or_default()
     ));
     terminated().await?;
     say("stopping: leaving the cluster, removing containers");
     if let Err(e) = process.invoker.disable().await {
         tracing::warn!(error = %e, "could not announce the shutdown");
+    }
+    if let Some(server) = metrics {
+        server.shutdown().await;
     }
     process.shutdown().await;
     Ok(())

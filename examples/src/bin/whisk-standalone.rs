@@ -7,6 +7,7 @@
 use clap::Parser;
 use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
+use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
     RetentionArgs, StoreArgs,
@@ -38,13 +39,19 @@ struct Args {
     /// Which activation records are kept.
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Administration of the store instead of running the platform.
+    #[command(subcommand)]
+    command: Option<AdminCommand>,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     init_tracing();
-    let args = Args::parse();
+    let args: Args = admin_cli::parse_args(admin_cli::STANDALONE_GLOBAL_ARGS);
     let store = args.store.backend(args.listen.port)?;
+    if let Some(cmd) = &args.command {
+        std::process::exit(admin_cli::run_on_backend(&store, cmd).await);
+    }
     let platform = Standalone::start(StandaloneConfig {
         store: store.clone(),
         retention: args.retention.retention(),

@@ -1,10 +1,12 @@
 //! Unauthenticated invoker health routes, as OpenWhisk's controller serves them:
-//! `GET /invokers`, `GET /invokers/healthy/count` and `GET /invokers/ready`.
+//! `GET /invokers`, `GET /invokers/healthy/count` and `GET /invokers/ready`; and the
+//! Prometheus metrics, `GET /metrics`.
 
 use super::ApiState;
 use crate::loadbalancer::{ready_state, InvokerState};
+use crate::metrics::{Metrics, CONTENT_TYPE};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -43,4 +45,14 @@ pub(crate) async fn ready(State(s): State<ApiState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `GET /metrics`: the controller's metrics registry in the Prometheus text format.
+pub(crate) async fn metrics(State(s): State<ApiState>) -> Response {
+    exposition(&s.controller.config().metrics)
+}
+
+/// `metrics` as a Prometheus text exposition response.
+pub(crate) fn exposition(metrics: &Metrics) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.encode()).into_response()
 }

@@ -128,10 +128,20 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/invokers", get(admin::invokers))
         .route("/invokers/healthy/count", get(admin::healthy_count))
         .route("/invokers/ready", get(admin::ready))
+        .route("/metrics", get(admin::metrics))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
         .layer(middleware::from_fn(transaction))
         .with_state(state)
+}
+
+/// A router serving only `GET /metrics` from `metrics` (for processes without the REST API,
+/// such as an invoker).
+pub fn metrics_router(metrics: Arc<crate::metrics::Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || async move { admin::exposition(&metrics) }),
+    )
 }
 
 /// Assigns the transaction id, renders error bodies and adds the CORS and `X-Request-ID`

@@ -41,6 +41,9 @@ pub struct ControllerConfig {
     pub namespace_limits: NamespaceLimits,
     /// Which activation records (triggers, sequences, compositions) are kept.
     pub retention: Arc<Retention>,
+    /// The metrics registry served at `/metrics` (shared with the invoker in a
+    /// single-process platform).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What an invocation produced for the caller.
@@ -117,8 +120,8 @@ impl Controller {
             recorder,
             store,
             lb,
+            throttles: Throttles::new(config.metrics.clone()),
             config,
-            throttles: Throttles::default(),
         });
         // OpenWhisk's controller creates the invoker health test action when it starts.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -2,10 +2,11 @@
 //! minute, with OpenWhisk's 429 messages. Minute counters follow the wall-clock minute.
 
 use crate::message::now_ms;
+use crate::metrics::{self, Metrics};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The throttles of a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,8 @@ pub enum ThrottleError {
 pub(crate) struct Throttles {
     invokes: Mutex<HashMap<String, (u64, u64)>>,
     fires: Mutex<HashMap<String, (u64, u64)>>,
+    /// Where refusals are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// Counts one request of `key` in the current minute; refuses when over `allowed`.
@@ -92,6 +95,14 @@ fn count(
 }
 
 impl Throttles {
+    /// Throttles counting their refusals in `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            ..Self::default()
+        }
+    }
+
     /// Checks an invocation by namespace `key` with `in_flight` activations running.
     pub(crate) fn check_invoke(
         &self,
@@ -99,8 +110,13 @@ impl Throttles {
         limits: &NamespaceLimits,
         in_flight: u64,
     ) -> Result<(), ThrottleError> {
-        count(&self.invokes, key, limits.invocations_per_minute)?;
+        count(&self.invokes, key, limits.invocations_per_minute).inspect_err(|_| {
+            self.metrics
+                .throttled(metrics::THROTTLE_INVOCATIONS_PER_MINUTE)
+        })?;
         if in_flight >= limits.concurrent_invocations {
+            self.metrics
+                .throttled(metrics::THROTTLE_CONCURRENT_INVOCATIONS);
             return Err(ThrottleError::Concurrency {
                 count: in_flight,
                 allowed: limits.concurrent_invocations,
@@ -116,6 +132,7 @@ impl Throttles {
         limits: &NamespaceLimits,
     ) -> Result<(), ThrottleError> {
         count(&self.fires, key, limits.fires_per_minute)
+            .inspect_err(|_| self.metrics.throttled(metrics::THROTTLE_FIRES_PER_MINUTE))
     }
 }
 

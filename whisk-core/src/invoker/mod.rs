@@ -10,6 +10,7 @@ use crate::entity::{
 use crate::message::{
     AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId, PingMessage,
 };
+use crate::metrics::Metrics;
 use crate::runtime::ActivationContext;
 use crate::store::{ActivationRecorder, Retention, Store, StoreError, StoreExt};
 use pool::{init_params_env, ContainerPool, Job, JobOutcome};
@@ -52,6 +53,9 @@ pub struct InvokerConfig {
     pub retention: Arc<Retention>,
     /// How often a [`PingMessage`] goes to topic `health` (OpenWhisk: 1 s).
     pub ping_interval: Duration,
+    /// Where activations and the pool are counted (shared with the controller in a
+    /// single-process platform).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for InvokerConfig {
@@ -59,6 +63,7 @@ impl Default for InvokerConfig {
         Self {
             retention: Arc::default(),
             ping_interval: Duration::from_secs(1),
+            metrics: Arc::default(),
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct Invoker {
     actions: Mutex<HashMap<String, (String, Arc<WhiskAction>)>>,
     ping_interval: Duration,
     enabled: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Invoker {
@@ -112,6 +118,7 @@ impl Invoker {
         config: InvokerConfig,
     ) -> Arc<Self> {
         let cfg = pool.config();
+        config.metrics.register_pool(&pool);
         Arc::new(Self {
             instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
             recorder: ActivationRecorder::new(store.clone(), config.retention),
@@ -122,12 +129,18 @@ impl Invoker {
             actions: Mutex::new(HashMap::new()),
             ping_interval: config.ping_interval.max(Duration::from_millis(1)),
             enabled: AtomicBool::new(true),
+            metrics: config.metrics,
         })
     }
 
     /// Its instance id.
     pub fn instance(&self) -> &InvokerInstanceId {
         &self.instance
+    }
+
+    /// Its metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Its pool.
@@ -293,6 +306,7 @@ impl Invoker {
                 self.record(&msg, None, outcome)
             }
         };
+        self.metrics.observe_activation(&activation);
         self.recorder.record(&activation).await;
         self.acknowledge(&msg, activation).await;
     }
