@@ -11,12 +11,24 @@ pub const SYSTEM_KEY: &str =
     "789c46b1-71f6-4ed5-8c54-816aa4f8c502:abczO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 
 /// A `uuid:key` credential.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AuthKey {
     /// The namespace UUID (Basic auth user name).
     pub uuid: String,
     /// The 64-character secret (Basic auth password).
     pub key: String,
+}
+
+/// The secret in place of a key in `Debug` output, so keys never reach logs.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthKey")
+            .field("uuid", &self.uuid)
+            .field("key", &REDACTED)
+            .finish()
+    }
 }
 
 impl AuthKey {
@@ -112,7 +124,7 @@ pub struct SubjectDoc {
 }
 
 /// One namespace entry of a [`SubjectDoc`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectNamespace {
     /// Namespace name.
     pub name: String,
@@ -120,6 +132,16 @@ pub struct SubjectNamespace {
     pub uuid: String,
     /// Key secret.
     pub key: String,
+}
+
+impl std::fmt::Debug for SubjectNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectNamespace")
+            .field("name", &self.name)
+            .field("uuid", &self.uuid)
+            .field("key", &REDACTED)
+            .finish()
+    }
 }
 
 impl SubjectDoc {
@@ -165,6 +187,16 @@ impl SubjectDoc {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let key = super::AuthKey::parse(super::GUEST_KEY).unwrap();
+        let doc = super::SubjectDoc::single("guest", &key);
+        for text in [format!("{key:?}"), format!("{doc:?}")] {
+            assert!(!text.contains(&key.key), "{text}");
+            assert!(text.contains(&key.uuid), "{text}");
+        }
+    }
+
     use super::*;
 
     #[test]
