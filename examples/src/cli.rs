@@ -143,6 +143,15 @@ impl KafkaArgs {
     }
 }
 
+/// `--user-events`: OpenWhisk's user events on topic `events`.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct UserEventsArgs {
+    /// Publish OpenWhisk's user events on topic `events`: an `Activation` event per
+    /// activation (invoker) and a `Metric` event per throttled request (controller).
+    #[arg(long)]
+    pub user_events: bool,
+}
+
 /// Where the REST API listens: `--port`, `--host`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListenArgs {

@@ -71,6 +71,8 @@ pub struct InvokerSettings {
     /// Where its activations and pool are counted (the standalone platform shares one
     /// registry with its controller).
     pub metrics: Arc<Metrics>,
+    /// Whether it publishes an `Activation` user event per activation on topic `events`.
+    pub user_events: bool,
 }
 
 impl Default for InvokerSettings {
@@ -89,6 +91,7 @@ impl Default for InvokerSettings {
             executor: ExecutorChoice::Process,
             unique_name: String::new(),
             metrics: Arc::default(),
+            user_events: false,
         }
     }
 }
@@ -134,6 +137,7 @@ impl InvokerProcess {
             retention: settings.retention,
             ping_interval: settings.ping_interval,
             metrics: settings.metrics,
+            user_events: settings.user_events,
         };
         let invoker = Invoker::with_config(store, bus, pool.clone(), config);
         let task = invoker.start().await.map_err(std::io::Error::other)?;

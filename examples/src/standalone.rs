@@ -73,6 +73,9 @@ pub struct StandaloneConfig {
     /// The invoker's unique name, part of its container names (see
     /// [`InvokerSettings::unique_name`]); default empty.
     pub unique_name: String,
+    /// Whether OpenWhisk's user events are published on the bus's topic `events`
+    /// (see [`Standalone::bus`]); default off.
+    pub user_events: bool,
 }
 
 impl Default for StandaloneConfig {
@@ -92,6 +95,7 @@ impl Default for StandaloneConfig {
             retention_sweep: Duration::from_secs(60),
             executor: ExecutorChoice::Process,
             unique_name: String::new(),
+            user_events: false,
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct Standalone {
     /// Where the API listens.
     pub addr: SocketAddr,
     store: Arc<dyn Store>,
+    bus: Arc<dyn MessageBus>,
     invoker: InvokerProcess,
     server: Server,
     tasks: Vec<JoinHandle<()>>,
@@ -127,7 +132,7 @@ impl Standalone {
         let metrics = Arc::new(whisk_core::metrics::Metrics::new());
         let invoker = InvokerProcess::start(
             store.clone(),
-            bus,
+            bus.clone(),
             InvokerSettings {
                 id: 0,
                 user_memory_mb: config.user_memory_mb,
@@ -145,6 +150,7 @@ impl Standalone {
                 executor: config.executor.clone(),
                 unique_name: config.unique_name.clone(),
                 metrics: metrics.clone(),
+                user_events: config.user_events,
                 ..InvokerSettings::default()
             },
         )
@@ -166,6 +172,7 @@ impl Standalone {
             manifest: config.manifest.clone(),
             retention,
             metrics,
+            user_events: config.user_events,
             ..ControllerConfig::default()
         };
         let controller = Controller::new(store.clone(), lb, controller_config);
@@ -181,6 +188,7 @@ impl Standalone {
         Ok(Self {
             addr,
             store,
+            bus,
             invoker,
             server,
             tasks,
@@ -190,6 +198,12 @@ impl Standalone {
     /// The platform's store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The platform's (in-memory) message bus; subscribe to topic `events` for the user
+    /// events.
+    pub fn bus(&self) -> &Arc<dyn MessageBus> {
+        &self.bus
     }
 
     /// The invoker's container pool.

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod bus;
 pub mod controller;
 pub mod entity;
+pub mod events;
 pub mod executor;
 pub mod invoker;
 pub mod loadbalancer;

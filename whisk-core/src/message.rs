@@ -328,6 +328,213 @@ impl Acknowledgement {
     }
 }
 
+/// `eventType` of events whose body is an [`ActivationEvent`].
+pub const EVENT_TYPE_ACTIVATION: &str = "Activation";
+/// `eventType` of events whose body is a [`MetricEvent`].
+pub const EVENT_TYPE_METRIC: &str = "Metric";
+/// The metric of a request refused by the concurrent-invocations throttle.
+pub const METRIC_CONCURRENT_RATE_LIMIT: &str = "ConcurrentRateLimit";
+/// The metric of a request refused by a per-minute throttle (invocations or trigger fires).
+pub const METRIC_TIMED_RATE_LIMIT: &str = "TimedRateLimit";
+
+/// A user event on topic `events` (OpenWhisk's `EventMessage`, sent when user events are
+/// enabled): an [`ActivationEvent`] from the invoker after each activation, or a
+/// [`MetricEvent`] from the controller, e.g. for a throttled request.
+///
+/// ```json
+/// {"source":"invoker0","body":{...},"subject":"guest","namespace":"guest",
+///  "userId":"23bc46b1-71f6-4ed5-8c54-816aa4f8c502","eventType":"Activation",
+///  "timestamp":1700000000000}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventMessage {
+    /// Who sent it: `invoker{N}` or `controller{N}`.
+    pub source: String,
+    /// The activation or metric.
+    pub body: EventBody,
+    /// The subject (user) it concerns.
+    pub subject: String,
+    /// The namespace it concerns.
+    pub namespace: String,
+    /// The UUID of that namespace.
+    pub user_id: String,
+    /// `Activation` or `Metric`, after the body.
+    pub event_type: String,
+    /// When it was made, epoch ms.
+    pub timestamp: u64,
+}
+
+/// The body of an [`EventMessage`]; told apart, as OpenWhisk does, by `metricName`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventBody {
+    /// A metric (has `metricName`).
+    Metric(MetricEvent),
+    /// An activation (anything else).
+    Activation(ActivationEvent),
+}
+
+impl EventBody {
+    /// The `eventType` of an event with this body.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Metric(_) => EVENT_TYPE_METRIC,
+            Self::Activation(_) => EVENT_TYPE_ACTIVATION,
+        }
+    }
+}
+
+/// OpenWhisk's `Activation` event body: one finished activation. Times are milliseconds;
+/// the optional fields are left out when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationEvent {
+    /// The action's fully qualified name without version, e.g. `guest/pkg/hello` (the
+    /// activation's `path` annotation).
+    pub name: String,
+    /// The activation id.
+    pub activation_id: ActivationId,
+    /// 0 success, 1 application error, 2 developer error, 3 whisk internal error.
+    pub status_code: u8,
+    /// Run time, ms.
+    #[serde(deserialize_with = "millis")]
+    pub duration: u64,
+    /// Time from the request to the start of the run, ms (`waitTime` annotation).
+    #[serde(deserialize_with = "millis")]
+    pub wait_time: u64,
+    /// Container initialisation time, ms; 0 for a warm start (`initTime` annotation).
+    #[serde(deserialize_with = "millis")]
+    pub init_time: u64,
+    /// The action kind, e.g. `nodejs:20`.
+    pub kind: String,
+    /// Whether the action is a conductor (`conductor` annotation).
+    pub conductor: bool,
+    /// The action's memory limit, MB.
+    pub memory: u64,
+    /// `sequence` when run as a sequence component (`causedBy` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caused_by: Option<String>,
+    /// Size of the result, bytes: OpenWhisk's size of the runtime's response; whisk's the
+    /// compact JSON of the result, as the API's `response.size`. Absent without a result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The status code the action set in its result (`error.statusCode` or `statusCode`),
+    /// 400 when that is not an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_defined_status_code: Option<i32>,
+}
+
+/// OpenWhisk's `Metric` event body, e.g. `{"metricName":"TimedRateLimit","metricValue":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricEvent {
+    /// The metric, e.g. [`METRIC_TIMED_RATE_LIMIT`] or [`METRIC_CONCURRENT_RATE_LIMIT`].
+    pub metric_name: String,
+    /// Its value.
+    pub metric_value: i64,
+}
+
+/// Reads OpenWhisk's durations: a number of ms, where zero, negative or unreadable is 0.
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    Ok(n.as_u64()
+        .or_else(|| n.as_f64().map(|f| if f > 0.0 { f as u64 } else { 0 }))
+        .unwrap_or(0))
+}
+
+/// The status code an action set in its result, as OpenWhisk reads it: `error.statusCode`,
+/// else `statusCode`, of an object result; an integer (or a string of one), else 400.
+pub fn user_defined_status_code(result: Option<&Value>) -> Option<i32> {
+    let obj = result?.as_object()?;
+    let code = obj
+        .get("error")
+        .and_then(|e| e.get("statusCode"))
+        .or_else(|| obj.get("statusCode"))?;
+    let n = match code {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
+        Value::String(s) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    // OpenWhisk takes `intValue` of the integer: the low 32 bits.
+    Some(n.map_or(400, |n| n as i32))
+}
+
+impl ActivationEvent {
+    /// The event body of `a`, from its annotations as OpenWhisk's `Activation.from`;
+    /// `None` without the `path` and `kind` annotations it cannot do without.
+    pub fn from_activation(a: &WhiskActivation) -> Option<Self> {
+        let ann = |k: &str| a.annotations.get(k);
+        let ms = |k: &str| ann(k).and_then(Value::as_u64).unwrap_or(0);
+        Some(Self {
+            name: ann("path")?.as_str()?.to_string(),
+            activation_id: a.activation_id.clone(),
+            status_code: a.response.status as u8,
+            duration: a.duration.unwrap_or(0),
+            wait_time: ms("waitTime"),
+            init_time: ms("initTime"),
+            kind: ann("kind")?.as_str()?.to_string(),
+            conductor: ann("conductor").and_then(Value::as_bool).unwrap_or(false),
+            memory: ann("limits")
+                .and_then(|l| l.get("memory"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            caused_by: ann("causedBy").and_then(Value::as_str).map(String::from),
+            size: a
+                .response
+                .result
+                .as_ref()
+                .and_then(|r| serde_json::to_vec(r).ok())
+                .map(|v| v.len() as u64),
+            user_defined_status_code: user_defined_status_code(a.response.result.as_ref()),
+        })
+    }
+}
+
+impl EventMessage {
+    /// The `Activation` event of `a`, sent by `source`, for the namespace with UUID `user_id`
+    /// (subject and namespace are the activation's); `None` when `a` lacks the `path` or
+    /// `kind` annotation.
+    pub fn activation(source: &str, a: &WhiskActivation, user_id: &str) -> Option<Self> {
+        let body = ActivationEvent::from_activation(a)?;
+        Some(Self {
+            source: source.to_string(),
+            body: EventBody::Activation(body),
+            subject: a.subject.clone(),
+            namespace: a.namespace.clone(),
+            user_id: user_id.to_string(),
+            event_type: EVENT_TYPE_ACTIVATION.to_string(),
+            timestamp: now_ms(),
+        })
+    }
+
+    /// The `Metric` event `name` = `value` about `user`, sent by `source`.
+    pub fn metric(source: &str, user: &Identity, name: &str, value: i64) -> Self {
+        Self {
+            source: source.to_string(),
+            body: EventBody::Metric(MetricEvent {
+                metric_name: name.to_string(),
+                metric_value: value,
+            }),
+            subject: user.subject.clone(),
+            namespace: user.namespace.name.clone(),
+            user_id: user.namespace.uuid.clone(),
+            event_type: EVENT_TYPE_METRIC.to_string(),
+            timestamp: now_ms(),
+        }
+    }
+
+    /// The JSON wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("event serialises")
+    }
+
+    /// Parses the wire form.
+    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +647,125 @@ mod tests {
         assert_eq!(TransactionId::from_header(Some("mine")).id(), "mine");
         assert_ne!(TransactionId::from_header(Some("sid_x")).id(), "sid_x");
         assert_eq!(TransactionId::from_header(None).id().len(), 32);
+    }
+
+    /// An activation record as the invoker writes it, in the shape of OpenWhisk's
+    /// `EventMessageTests`.
+    fn event_activation() -> WhiskActivation {
+        use crate::entity::{ActivationResponse, Parameters, SemVer};
+        WhiskActivation {
+            namespace: "ns".into(),
+            name: "a".into(),
+            subject: "alice".into(),
+            activation_id: ActivationId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            start: 1_000,
+            end: 1_123,
+            cause: None,
+            response: ActivationResponse::success(json!({"res": 1})),
+            logs: vec![],
+            version: SemVer::INITIAL,
+            publish: false,
+            annotations: Parameters::new()
+                .with(
+                    "limits",
+                    json!({"timeout": 1000, "memory": 128, "logs": 1, "concurrency": 1}),
+                )
+                .with("waitTime", json!(5))
+                .with("initTime", json!(10))
+                .with("kind", json!("testkind"))
+                .with("path", json!("ns2/a"))
+                .with("causedBy", json!("sequence")),
+            duration: Some(123),
+        }
+    }
+
+    #[test]
+    fn activation_event_json_matches_openwhisk() {
+        let a = event_activation();
+        let mut e = EventMessage::activation("invoker0", &a, "uuid-1").unwrap();
+        assert!(e.timestamp > 0);
+        e.timestamp = 1_700_000_000_000;
+        // spray-json's field order; absent options are left out.
+        let raw = r#"{"source":"invoker0","body":{"name":"ns2/a","activationId":"0123456789abcdef0123456789abcdef","statusCode":0,"duration":123,"waitTime":5,"initTime":10,"kind":"testkind","conductor":false,"memory":128,"causedBy":"sequence","size":9},"subject":"alice","namespace":"ns","userId":"uuid-1","eventType":"Activation","timestamp":1700000000000}"#;
+        assert_eq!(String::from_utf8(e.to_bytes()).unwrap(), raw);
+        assert_eq!(EventMessage::parse(raw.as_bytes()).unwrap(), e);
+        assert_eq!(e.body.type_name(), e.event_type);
+
+        // Defaults for optional annotations; path and kind are required.
+        let mut bare = a.clone();
+        bare.duration = None;
+        bare.annotations = crate::entity::Parameters::new()
+            .with("kind", json!("testkind"))
+            .with("path", json!("ns2/a"));
+        let EventBody::Activation(b) = EventMessage::activation("invoker0", &bare, "u")
+            .unwrap()
+            .body
+        else {
+            panic!("not an activation body")
+        };
+        assert_eq!(
+            (b.duration, b.wait_time, b.init_time, b.memory, b.conductor),
+            (0, 0, 0, 0, false)
+        );
+        assert_eq!(b.caused_by, None);
+        for missing in ["kind", "path"] {
+            let mut x = a.clone();
+            x.annotations.remove(missing);
+            assert!(EventMessage::activation("invoker0", &x, "u").is_none());
+        }
+    }
+
+    #[test]
+    fn activation_event_parses_openwhisk_json() {
+        // All optional fields present, durations as OpenWhisk may write them.
+        let raw = r#"{"source":"invoker3","body":{"name":"guest/pkg/act","activationId":"0123456789abcdef0123456789abcdef","statusCode":1,"duration":7,"waitTime":-1,"initTime":0,"kind":"nodejs:20","conductor":true,"memory":256,"size":42,"userDefinedStatusCode":404},"subject":"guest","namespace":"guest","userId":"23bc46b1-71f6-4ed5-8c54-816aa4f8c502","eventType":"Activation","timestamp":1}"#;
+        let e = EventMessage::parse(raw.as_bytes()).unwrap();
+        let EventBody::Activation(b) = &e.body else {
+            panic!("not an activation body")
+        };
+        assert_eq!(b.status_code, 1);
+        assert_eq!(b.wait_time, 0, "negative durations read as zero");
+        assert_eq!(b.size, Some(42));
+        assert_eq!(b.user_defined_status_code, Some(404));
+        assert!(b.conductor);
+        assert_eq!(e.user_id, "23bc46b1-71f6-4ed5-8c54-816aa4f8c502");
+    }
+
+    #[test]
+    fn metric_event_json_matches_openwhisk() {
+        let user = Identity::new("guest", "guest", &AuthKey::parse(GUEST_KEY).unwrap());
+        let mut e = EventMessage::metric("controller0", &user, METRIC_TIMED_RATE_LIMIT, 1);
+        e.timestamp = 5;
+        let raw = format!(
+            r#"{{"source":"controller0","body":{{"metricName":"TimedRateLimit","metricValue":1}},"subject":"guest","namespace":"guest","userId":"{}","eventType":"Metric","timestamp":5}}"#,
+            user.namespace.uuid
+        );
+        assert_eq!(String::from_utf8(e.to_bytes()).unwrap(), raw);
+        assert_eq!(EventMessage::parse(raw.as_bytes()).unwrap(), e);
+        // A body with `metricName` is a metric, whatever else it has.
+        let m = r#"{"source":"controller1","body":{"metricName":"ConcurrentRateLimit","metricValue":1,"name":"x"},"subject":"s","namespace":"n","userId":"u","eventType":"Metric","timestamp":5}"#;
+        assert_eq!(
+            EventMessage::parse(m.as_bytes()).unwrap().body,
+            EventBody::Metric(MetricEvent {
+                metric_name: METRIC_CONCURRENT_RATE_LIMIT.into(),
+                metric_value: 1
+            })
+        );
+    }
+
+    #[test]
+    fn user_defined_status_codes() {
+        let code = |v: Value| user_defined_status_code(Some(&v));
+        assert_eq!(code(json!({"statusCode": 404, "body": "x"})), Some(404));
+        assert_eq!(code(json!({"error": {"statusCode": "404"}})), Some(404));
+        assert_eq!(code(json!({"statusCode": "i404"})), Some(400));
+        assert_eq!(code(json!({"error": {"statusCode": null}})), Some(400));
+        assert_eq!(
+            code(json!({"error": "plain", "statusCode": 201})),
+            Some(201)
+        );
+        assert_eq!(code(json!({"res": 1})), None);
+        assert_eq!(code(json!([1])), None);
+        assert_eq!(user_defined_status_code(None), None);
     }
 }

@@ -17,7 +17,7 @@ use whisk_core::store::{CacheConfig, CachingStore, Store};
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
-    RetentionArgs,
+    RetentionArgs, UserEventsArgs,
 };
 use whisk_examples::cluster::{seed_keys, ControllerProcess};
 use whisk_store::CouchStore;
@@ -47,6 +47,9 @@ struct Args {
     /// Which activation records are kept.
     #[command(flatten)]
     retention: RetentionArgs,
+    /// OpenWhisk's user events (`Metric` events of throttled requests).
+    #[command(flatten)]
+    events: UserEventsArgs,
     /// Seconds past its time limit after which an activation whose invoker never answered is
     /// recorded as a whisk internal error (default: OpenWhisk's max(limit, 60 s) x 2 + 60 s).
     #[arg(long)]
@@ -87,6 +90,7 @@ async fn main() -> std::io::Result<()> {
         manifest: args.manifest.manifest()?,
         namespace_limits: args.limits.namespace_limits(),
         retention: Arc::new(args.retention.retention()),
+        user_events: args.events.user_events,
         ..ControllerConfig::default()
     };
     let mut balancer = LoadBalancerConfig::default();

@@ -12,7 +12,7 @@ use whisk_core::bus::MessageBus;
 use whisk_core::store::Store;
 use whisk_examples::cli::{
     init_tracing, say, terminated, CouchArgs, ExecutorArgs, KafkaArgs, ManifestArgs, PoolArgs,
-    RetentionArgs,
+    RetentionArgs, UserEventsArgs,
 };
 use whisk_examples::cluster::{InvokerProcess, InvokerSettings, Server};
 use whisk_store::CouchStore;
@@ -49,6 +49,9 @@ struct Args {
     /// Which activation records are kept.
     #[command(flatten)]
     retention: RetentionArgs,
+    /// OpenWhisk's user events (`Activation` events).
+    #[command(flatten)]
+    events: UserEventsArgs,
     /// Serve Prometheus metrics at `http://{metrics-host}:{metrics-port}/metrics`
     /// (OpenWhisk's invoker uses 8085 inside its container); off unless set.
     #[arg(long)]
@@ -83,6 +86,7 @@ async fn main() -> std::io::Result<()> {
             hidden: Vec::new(),
             executor: args.executor.choice(),
             unique_name: args.unique_name.clone(),
+            user_events: args.events.user_events,
             ..InvokerSettings::default()
         },
     )

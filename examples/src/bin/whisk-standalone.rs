@@ -10,7 +10,7 @@ use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
-    RetentionArgs, StoreArgs,
+    RetentionArgs, StoreArgs, UserEventsArgs,
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
@@ -39,6 +39,9 @@ struct Args {
     /// Which activation records are kept.
     #[command(flatten)]
     retention: RetentionArgs,
+    /// OpenWhisk's user events.
+    #[command(flatten)]
+    events: UserEventsArgs,
     /// Administration of the store instead of running the platform.
     #[command(subcommand)]
     command: Option<AdminCommand>,
@@ -64,6 +67,7 @@ async fn main() -> std::io::Result<()> {
         max_concurrency: args.limits.max_concurrency,
         namespace_limits: args.limits.namespace_limits(),
         executor: args.executor.choice(),
+        user_events: args.events.user_events,
         ..StandaloneConfig::default()
     })
     .await?;

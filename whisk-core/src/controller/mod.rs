@@ -44,6 +44,9 @@ pub struct ControllerConfig {
     /// The metrics registry served at `/metrics` (shared with the invoker in a
     /// single-process platform).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether to publish a `Metric` user event on topic `events` for each request a
+    /// throttle refuses (OpenWhisk's `whisk.user-events.enabled`); default off.
+    pub user_events: bool,
 }
 
 /// What an invocation produced for the caller.
@@ -102,6 +105,7 @@ pub struct Controller {
     lb: Arc<LoadBalancer>,
     config: ControllerConfig,
     throttles: Throttles,
+    events: Option<crate::events::EventPublisher>,
 }
 
 impl Controller {
@@ -116,7 +120,11 @@ impl Controller {
             // Forced completions are recorded like any other activation.
             lb.set_recorder(recorder.clone());
         }
+        let events = config.user_events.then(|| {
+            crate::events::EventPublisher::new(lb.bus().clone(), format!("controller{}", config.id))
+        });
         let me = Arc::new(Self {
+            events,
             recorder,
             store,
             lb,
@@ -212,8 +220,16 @@ impl Controller {
         let limits = self.limits_for(&inv.user);
         let ns = &inv.user.namespace.uuid;
         self.throttles
-            .check_invoke(ns, &limits, self.lb.in_flight_of(&inv.user.namespace.name))?;
+            .check_invoke(ns, &limits, self.lb.in_flight_of(&inv.user.namespace.name))
+            .inspect_err(|e| self.throttled(&inv.user, e))?;
         self.invoke_unthrottled(inv).await
+    }
+
+    /// Publishes the user event of a request of `user` that `refusal` turns away (429).
+    fn throttled(&self, user: &Identity, refusal: &ThrottleError) {
+        if let Some(events) = &self.events {
+            events.metric(user, refusal.limit_name(), 1);
+        }
     }
 
     /// Invokes without the per-namespace throttles (sequence components, composition steps).

@@ -63,6 +63,17 @@ pub enum ThrottleError {
     },
 }
 
+impl ThrottleError {
+    /// OpenWhisk's name of the limit that refused the request, the `metricName` of its user
+    /// event: `TimedRateLimit` or `ConcurrentRateLimit`.
+    pub fn limit_name(&self) -> &'static str {
+        match self {
+            Self::Rate { .. } => crate::message::METRIC_TIMED_RATE_LIMIT,
+            Self::Concurrency { .. } => crate::message::METRIC_CONCURRENT_RATE_LIMIT,
+        }
+    }
+}
+
 /// Minute counters per namespace.
 #[derive(Default)]
 pub(crate) struct Throttles {
@@ -163,7 +174,12 @@ mod tests {
             "namespaces are counted apart"
         );
         assert!(t.check_fire("a", &l).is_ok());
-        assert!(t.check_fire("a", &l).is_err());
+        let refused = t.check_fire("a", &l).unwrap_err();
+        assert_eq!(refused.limit_name(), "TimedRateLimit");
+        assert_eq!(
+            t.check_invoke("c", &l, 1).unwrap_err().limit_name(),
+            "ConcurrentRateLimit"
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ impl Controller {
         transid: TransactionId,
     ) -> Result<FireOutcome, FireError> {
         let limits = self.limits_for(user);
-        self.throttles.check_fire(&user.namespace.uuid, &limits)?;
+        self.throttles
+            .check_fire(&user.namespace.uuid, &limits)
+            .inspect_err(|e| self.throttled(user, e))?;
         if trigger.active_rules().next().is_none() {
             return Ok(FireOutcome::NoActiveRules);
         }

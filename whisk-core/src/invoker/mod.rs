@@ -7,6 +7,7 @@ use crate::bus::{topics, MessageBus};
 use crate::entity::{
     ActivationId, ActivationResponse, Parameters, SemVer, WhiskAction, WhiskActivation,
 };
+use crate::events::{EventPublisher, PendingEvent};
 use crate::message::{
     AckResponse, Acknowledgement, ActivationMessage, InvokerInstanceId, PingMessage,
 };
@@ -56,6 +57,9 @@ pub struct InvokerConfig {
     /// Where activations and the pool are counted (shared with the controller in a
     /// single-process platform).
     pub metrics: Arc<Metrics>,
+    /// Whether to publish an `Activation` user event on topic `events` after each activation
+    /// (OpenWhisk's `whisk.user-events.enabled`); default off.
+    pub user_events: bool,
 }
 
 impl Default for InvokerConfig {
@@ -64,6 +68,7 @@ impl Default for InvokerConfig {
             retention: Arc::default(),
             ping_interval: Duration::from_secs(1),
             metrics: Arc::default(),
+            user_events: false,
         }
     }
 }
@@ -80,6 +85,7 @@ pub struct Invoker {
     ping_interval: Duration,
     enabled: AtomicBool,
     metrics: Arc<Metrics>,
+    events: Option<EventPublisher>,
 }
 
 impl Invoker {
@@ -119,8 +125,12 @@ impl Invoker {
     ) -> Arc<Self> {
         let cfg = pool.config();
         config.metrics.register_pool(&pool);
+        let instance = InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb);
         Arc::new(Self {
-            instance: InvokerInstanceId::new(cfg.invoker_id, cfg.user_memory_mb),
+            events: config
+                .user_events
+                .then(|| EventPublisher::new(bus.clone(), format!("invoker{}", instance.instance))),
+            instance,
             recorder: ActivationRecorder::new(store.clone(), config.retention),
             store,
             bus,
@@ -308,7 +318,13 @@ impl Invoker {
         };
         self.metrics.observe_activation(&activation);
         self.recorder.record(&activation).await;
+        // The user event goes out after the ack (it is made first: the ack takes the record).
+        let event = self
+            .events
+            .as_ref()
+            .and_then(|e| e.activation(&activation, &msg.user));
         self.acknowledge(&msg, activation).await;
+        event.into_iter().for_each(PendingEvent::publish);
     }
 
     /// Sends the Combined acknowledgement of `activation` to `completed{controller}`.

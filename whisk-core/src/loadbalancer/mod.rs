@@ -237,6 +237,11 @@ impl LoadBalancer {
         })
     }
 
+    /// The bus it publishes to and consumes from.
+    pub fn bus(&self) -> &Arc<dyn MessageBus> {
+        &self.bus
+    }
+
     /// The controller id.
     pub fn controller(&self) -> u32 {
         self.controller
