@@ -259,6 +259,15 @@ pub enum Acknowledgement {
 }
 
 impl Acknowledgement {
+    /// The transaction it belongs to.
+    pub fn transid(&self) -> &TransactionId {
+        match self {
+            Self::Combined { transid, .. }
+            | Self::Completion { transid, .. }
+            | Self::Result { transid, .. } => transid,
+        }
+    }
+
     /// The activation id it is about.
     pub fn activation_id(&self) -> &ActivationId {
         match self {

@@ -160,7 +160,9 @@ async fn transaction(mut req: Request, next: Next) -> Response {
     let mut resp = if cors && req.method() == axum::http::Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
-        next.run(req).await
+        // Every event logged while serving the request carries its transaction id.
+        let span = tracing::info_span!("request", tid = %tid.id());
+        tracing::Instrument::instrument(next.run(req), span).await
     };
     // A web action's own response is the action's to shape, whatever its status.
     let from_action = resp.extensions().get::<web::ActionResponse>().is_some();

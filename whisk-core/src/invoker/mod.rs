@@ -275,7 +275,20 @@ impl Invoker {
     /// by this process is dropped, and an id whose record is already in the store (run
     /// before a restart, or force-completed by the controller) is not run again — its
     /// acknowledgement is repeated from the stored record instead, in case the first was lost.
+    ///
+    /// Runs in a span with the message's transaction and activation ids, so every event of
+    /// the activation (pool, executor) carries them.
     pub async fn handle(&self, msg: ActivationMessage) {
+        let span = tracing::info_span!(
+            "activation",
+            tid = %msg.transid.id(),
+            activation = %msg.activation_id
+        );
+        tracing::Instrument::instrument(self.process(msg), span).await
+    }
+
+    async fn process(&self, msg: ActivationMessage) {
+        tracing::debug!(action = %msg.action.name, "activation received");
         if !self.recent.lock().unwrap().insert(&msg.activation_id) {
             tracing::info!(activation = %msg.activation_id, "duplicate delivery dropped");
             return;

@@ -585,11 +585,21 @@ impl LoadBalancer {
             }
             return Err(e.into());
         }
+        tracing::debug!(invoker, activation = %msg.activation_id, "activation published");
         Ok(rx)
     }
 
-    /// Handles one acknowledgement.
+    /// Handles one acknowledgement, in a span with its transaction and activation ids.
     pub async fn on_ack(&self, ack: Acknowledgement) {
+        let span = tracing::info_span!(
+            "ack",
+            tid = %ack.transid().id(),
+            activation = %ack.activation_id()
+        );
+        tracing::Instrument::instrument(self.ack(ack), span).await
+    }
+
+    async fn ack(&self, ack: Acknowledgement) {
         let id = ack.activation_id().clone();
         let (completes, response, system_error, instance) = match &ack {
             Acknowledgement::Combined {
@@ -631,12 +641,7 @@ impl LoadBalancer {
             }
         };
         let Some((waiter, done)) = tracked else {
-            let transid = match &ack {
-                Acknowledgement::Combined { transid, .. }
-                | Acknowledgement::Completion { transid, .. }
-                | Acknowledgement::Result { transid, .. } => transid,
-            };
-            if completes && transid.id() == HEALTH_TRANSACTION_ID {
+            if completes && ack.transid().id() == HEALTH_TRANSACTION_ID {
                 // A health test action: not tracked, delivered to nobody.
                 if let Some(invoker) = instance {
                     self.invocation_finished(invoker, result).await;

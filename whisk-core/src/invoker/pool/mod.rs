@@ -739,11 +739,13 @@ fn clean(s: &str) -> String {
 /// Destroys `containers` in the background.
 fn destroy_all(containers: Vec<Arc<dyn Container>>) {
     for c in containers {
-        tokio::spawn(async move {
+        // Spawned tasks do not inherit spans: this one keeps the activation's, if any.
+        let task = async move {
             if let Err(e) = c.destroy().await {
                 tracing::warn!(container = c.id(), error = %e, "destroy failed");
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
     }
 }
 
