@@ -18,7 +18,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whisk_benches::{
-    bench_context, blocking_invokes, create_noop, report, stats, unthrottled, Stats, NOOP,
+    bench_context, blocking_invokes, create_noop, report, report_start, stats, unthrottled, Stats,
+    NOOP,
 };
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::executor::{ContainerExecutor, ContainerSpec};
@@ -189,18 +190,6 @@ async fn platform(executor: ExecutorChoice) -> Standalone {
     .expect("platform starts")
 }
 
-fn print(name: &str, it: Stats, floor: Stats, target: &str) {
-    println!(
-        "{name:<44} p50 {:>9.0} us  p99 {:>9.0} us | floor p50 {:>9.0} us  p99 {:>9.0} us | x{:.2}, {:+.2} ms | {target}",
-        it.p50_us,
-        it.p99_us,
-        floor.p50_us,
-        floor.p99_us,
-        it.p50_us / floor.p50_us,
-        (it.p50_us - floor.p50_us) / 1000.0
-    );
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Ok(host) = std::env::var("WHISK_TEST_DOCKER") else {
@@ -240,7 +229,7 @@ async fn main() {
     let on_docker = platform(docker_choice.clone()).await;
     let base = format!("http://{}", on_docker.addr);
     let cold = cold_starts(&base).await;
-    print(
+    report_start(
         "cold start to first result (REST API)",
         cold,
         floor,
@@ -278,7 +267,7 @@ async fn main() {
     .await
     .expect("daemon reachable");
     let through_executor = executor_starts(&docker_exec, &client).await;
-    print(
+    report_start(
         "cold start to first result (executor alone)",
         through_executor,
         floor,
@@ -287,7 +276,7 @@ async fn main() {
     let process_exec = Arc::new(whisk_exec::ProcessExecutor::new().unwrap());
     let docker_pause = pause_resume(&docker_exec, &client).await;
     let process_pause = pause_resume(process_exec.as_ref(), &client).await;
-    print(
+    report_start(
         "pause + resume, docker vs process executor",
         docker_pause,
         process_pause,

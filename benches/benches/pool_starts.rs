@@ -13,7 +13,7 @@ use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use whisk_benches::{bench_context, stats, Stats};
+use whisk_benches::{bench_context, report_start, stats, Stats};
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::runtime::{init_body, RuntimeClient};
 use whisk_examples::standalone::{Standalone, StandaloneConfig};
@@ -125,18 +125,6 @@ async fn direct_warm(k: &Kind, launcher: &str, client: &RuntimeClient) -> Stats 
     stats(samples)
 }
 
-fn print(name: &str, e2e: Stats, floor: Stats, target: &str) {
-    println!(
-        "{name:<30} p50 {:>9.0} us  p99 {:>9.0} us | floor p50 {:>9.0} us  p99 {:>9.0} us | x{:.2}, +{:.2} ms | {target}",
-        e2e.p50_us,
-        e2e.p99_us,
-        floor.p50_us,
-        floor.p99_us,
-        e2e.p50_us / floor.p50_us,
-        (e2e.p50_us - floor.p50_us) / 1000.0
-    );
-}
-
 fn main() {
     let platform_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -222,7 +210,7 @@ fn main() {
                 bare.push(bare_start(k, &launcher, &client).await);
                 cold.push(invoke(base.clone(), name).await);
             }
-            print(
+            report_start(
                 &format!("cold start ({})", k.kind),
                 stats(cold),
                 stats(bare),
@@ -250,7 +238,7 @@ fn main() {
                 );
             }
             let floor = direct_warm(k, &launcher, &client).await;
-            print(
+            report_start(
                 &format!("prewarmed start ({})", k.kind),
                 stats(prewarmed),
                 floor,
@@ -265,7 +253,7 @@ fn main() {
                     warm.push(d);
                 }
             }
-            print(
+            report_start(
                 &format!("warm reuse ({})", k.kind),
                 stats(warm),
                 floor,

@@ -78,6 +78,19 @@ pub fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+/// Prints a start-time scenario (`it`) beside its floor: medians, p99s, ratio and difference.
+pub fn report_start(name: &str, it: Stats, floor: Stats, target: &str) {
+    println!(
+        "{name:<44} p50 {:>9.0} us  p99 {:>9.0} us | floor p50 {:>9.0} us  p99 {:>9.0} us | x{:.2}, {:+.2} ms | {target}",
+        it.p50_us,
+        it.p99_us,
+        floor.p50_us,
+        floor.p99_us,
+        it.p50_us / floor.p50_us,
+        (it.p50_us - floor.p50_us) / 1000.0
+    );
+}
+
 /// Prints one scenario's figures beside its floor.
 pub fn report(name: &str, clients: usize, e2e: Stats, floor: Stats) {
     println!(
