@@ -193,6 +193,7 @@ pub struct ControllerProcess {
     /// The REST API server.
     pub server: Server,
     tasks: Vec<JoinHandle<()>>,
+    feeds: Option<Arc<whisk_core::feeds::FeedProvider>>,
 }
 
 impl ControllerProcess {
@@ -206,6 +207,24 @@ impl ControllerProcess {
         balancer: LoadBalancerConfig,
         listener: tokio::net::TcpListener,
     ) -> std::io::Result<Self> {
+        let no_feeds = crate::feeds::FeedSettings {
+            enabled: false,
+            ..Default::default()
+        };
+        Self::start_with_feeds(store, bus, id, config, balancer, listener, &no_feeds).await
+    }
+
+    /// [`start`](Self::start), also running the feed provider when `feeds` enable it (on one
+    /// controller of a cluster only: each provider fires every registration).
+    pub async fn start_with_feeds(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        id: u32,
+        config: ControllerConfig,
+        balancer: LoadBalancerConfig,
+        listener: tokio::net::TcpListener,
+        feeds: &crate::feeds::FeedSettings,
+    ) -> std::io::Result<Self> {
         let lb = LoadBalancer::with_config(bus, Arc::new(LeastLoaded), id, balancer);
         let mut tasks = vec![lb.start().await.map_err(std::io::Error::other)?];
         let retention = config.retention.clone();
@@ -214,17 +233,23 @@ impl ControllerProcess {
         }
         let controller = Controller::new(store, lb, ControllerConfig { id, ..config });
         controller.prepare().await.map_err(std::io::Error::other)?;
-        let server = Server::start(listener, whisk_core::api::router(controller.clone()))?;
+        let feeds = crate::feeds::start(controller.clone(), feeds).await?;
+        let app = crate::feeds::router(controller.clone(), feeds.as_ref());
+        let server = Server::start(listener, app)?;
         Ok(Self {
             controller,
             server,
             tasks,
+            feeds,
         })
     }
 
     /// Stops serving and consuming.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Some(feeds) = &self.feeds {
+            feeds.shutdown();
+        }
         for t in &self.tasks {
             t.abort();
         }

@@ -7,4 +7,5 @@
 pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
+pub mod feeds;
 pub mod standalone;

@@ -12,6 +12,7 @@ use whisk_bus::MemoryBus;
 use whisk_core::bus::MessageBus;
 use whisk_core::controller::{Controller, ControllerConfig, NamespaceLimits};
 use whisk_core::entity::{RuntimeManifest, SystemLimits};
+use whisk_core::feeds::FeedProvider;
 use whisk_core::invoker::pool::ContainerPool;
 use whisk_core::loadbalancer::LoadBalancer;
 use whisk_core::scheduler::LeastLoaded;
@@ -76,6 +77,8 @@ pub struct StandaloneConfig {
     /// Whether OpenWhisk's user events are published on the bus's topic `events`
     /// (see [`Standalone::bus`]); default off.
     pub user_events: bool,
+    /// The feed provider (on by default, on the system clock).
+    pub feeds: crate::feeds::FeedSettings,
 }
 
 impl Default for StandaloneConfig {
@@ -96,6 +99,7 @@ impl Default for StandaloneConfig {
             executor: ExecutorChoice::Process,
             unique_name: String::new(),
             user_events: false,
+            feeds: crate::feeds::FeedSettings::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct Standalone {
     invoker: InvokerProcess,
     server: Server,
     tasks: Vec<JoinHandle<()>>,
+    feeds: Option<Arc<FeedProvider>>,
 }
 
 impl Standalone {
@@ -176,8 +181,9 @@ impl Standalone {
             ..ControllerConfig::default()
         };
         let controller = Controller::new(store.clone(), lb, controller_config);
+        let feeds = crate::feeds::start(controller.clone(), &config.feeds).await?;
         let metrics_pool = invoker.pool.clone();
-        let app = whisk_core::api::router(controller).route(
+        let app = crate::feeds::router(controller, feeds.as_ref()).route(
             "/invokers/0/pool",
             axum::routing::get(move || {
                 let pool = metrics_pool.clone();
@@ -192,6 +198,7 @@ impl Standalone {
             invoker,
             server,
             tasks,
+            feeds,
         })
     }
 
@@ -211,9 +218,17 @@ impl Standalone {
         &self.invoker.pool
     }
 
+    /// The feed provider, unless disabled.
+    pub fn feeds(&self) -> Option<&Arc<FeedProvider>> {
+        self.feeds.as_ref()
+    }
+
     /// Stops serving, then removes every container (no runtime process is left behind).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Some(feeds) = &self.feeds {
+            feeds.shutdown();
+        }
         for t in &self.tasks {
             t.abort();
         }

@@ -27,6 +27,7 @@ pub mod controller;
 pub mod entity;
 pub mod events;
 pub mod executor;
+pub mod feeds;
 pub mod invoker;
 pub mod loadbalancer;
 pub mod logs;

@@ -50,6 +50,10 @@ struct Args {
     /// OpenWhisk's user events (`Metric` events of throttled requests).
     #[command(flatten)]
     events: UserEventsArgs,
+    /// Run the feed provider (alarms, Kafka and CouchDB sources) in this controller. Enable
+    /// it on one controller of a cluster only: each provider fires every registration.
+    #[arg(long)]
+    feeds: bool,
     /// Seconds past its time limit after which an activation whose invoker never answered is
     /// recorded as a whisk internal error (default: OpenWhisk's max(limit, 60 s) x 2 + 60 s).
     #[arg(long)]
@@ -101,7 +105,14 @@ async fn main() -> std::io::Result<()> {
         balancer.timeout_addon = Duration::from_secs(after);
     }
     let listener = tokio::net::TcpListener::bind(args.listen.addr()).await?;
-    let process = ControllerProcess::start(store, bus, args.id, config, balancer, listener).await?;
+    let feeds = whisk_examples::feeds::FeedSettings {
+        enabled: args.feeds,
+        ..Default::default()
+    };
+    let process = ControllerProcess::start_with_feeds(
+        store, bus, args.id, config, balancer, listener, &feeds,
+    )
+    .await?;
     let url = format!("http://{}", process.server.addr);
     say(&format!(
         "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*)\n\

@@ -42,6 +42,9 @@ struct Args {
     /// OpenWhisk's user events.
     #[command(flatten)]
     events: UserEventsArgs,
+    /// Do not run the feed provider (the alarms, Kafka and CouchDB event sources).
+    #[arg(long)]
+    no_feeds: bool,
     /// Administration of the store instead of running the platform.
     #[command(subcommand)]
     command: Option<AdminCommand>,
@@ -68,6 +71,10 @@ async fn main() -> std::io::Result<()> {
         namespace_limits: args.limits.namespace_limits(),
         executor: args.executor.choice(),
         user_events: args.events.user_events,
+        feeds: whisk_examples::feeds::FeedSettings {
+            enabled: !args.no_feeds,
+            ..Default::default()
+        },
         ..StandaloneConfig::default()
     })
     .await?;

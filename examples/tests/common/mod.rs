@@ -153,6 +153,127 @@ impl Platform {
     }
 }
 
+/// The feed mechanism as the `wsk` CLI drives it.
+impl Platform {
+    /// Invokes feed action `feed` (`/whisk.system/pkg/name`) blocking as `auth` with
+    /// `lifecycleEvent: event`, `triggerName: /_/trigger`, `authKey` and `params`.
+    pub async fn feed_event_as(
+        &self,
+        auth: &str,
+        trigger: &str,
+        feed: &str,
+        event: &str,
+        params: Value,
+    ) -> Resp {
+        let mut args = json!({
+            "lifecycleEvent": event,
+            "triggerName": format!("/_/{trigger}"),
+            "authKey": auth,
+        });
+        if let Value::Object(m) = params {
+            args.as_object_mut().unwrap().extend(m);
+        }
+        let (ns, rest) = feed.trim_start_matches('/').split_once('/').unwrap();
+        self.call_as(
+            auth,
+            Method::POST,
+            &format!("/api/v1/namespaces/{ns}/actions/{rest}?blocking=true&result=true"),
+            Some(args),
+        )
+        .await
+    }
+
+    /// [`feed_event_as`](Self::feed_event_as) as `guest`.
+    pub async fn feed_event(&self, trigger: &str, feed: &str, event: &str, params: Value) -> Resp {
+        self.feed_event_as(GUEST_KEY, trigger, feed, event, params)
+            .await
+    }
+
+    /// `wsk trigger create <trigger> --feed <feed> -p ...`: creates the trigger with the
+    /// `feed` annotation, then invokes the feed with `CREATE`; when the feed fails the
+    /// trigger is deleted again (as the CLI does). Returns the feed's answer.
+    pub async fn feed_trigger_as(
+        &self,
+        auth: &str,
+        trigger: &str,
+        feed: &str,
+        params: Value,
+    ) -> Resp {
+        let put = self
+            .call_as(
+                auth,
+                Method::PUT,
+                &format!("/api/v1/namespaces/_/triggers/{trigger}"),
+                Some(json!({"annotations": [{"key": "feed", "value": feed}]})),
+            )
+            .await;
+        assert_eq!(
+            put.status,
+            StatusCode::OK,
+            "creating trigger {trigger}: {}",
+            put.text
+        );
+        let r = self
+            .feed_event_as(auth, trigger, feed, "CREATE", params)
+            .await;
+        if r.status != StatusCode::OK {
+            self.call_as(
+                auth,
+                Method::DELETE,
+                &format!("/api/v1/namespaces/_/triggers/{trigger}"),
+                None,
+            )
+            .await;
+        }
+        r
+    }
+
+    /// [`feed_trigger_as`](Self::feed_trigger_as) as `guest`.
+    pub async fn feed_trigger(&self, trigger: &str, feed: &str, params: Value) -> Resp {
+        self.feed_trigger_as(GUEST_KEY, trigger, feed, params).await
+    }
+
+    /// Creates rule `rule` from `trigger` to action `action` (guest).
+    pub async fn rule(&self, rule: &str, trigger: &str, action: &str) {
+        let r = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/namespaces/_/rules/{rule}?overwrite=true"),
+                Some(json!({"trigger": format!("/_/{trigger}"), "action": format!("/_/{action}")})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "creating rule {rule}: {}", r.text);
+    }
+
+    /// The activation records (with results) of `name` in the guest namespace, newest first.
+    pub async fn activations_of(&self, name: &str) -> Vec<Value> {
+        let r = self
+            .get(&format!(
+                "/api/v1/namespaces/_/activations?name={name}&docs=true&limit=200"
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until `name` has at least `n` activation records (at most `within`); returns them.
+    pub async fn wait_activations(
+        &self,
+        name: &str,
+        n: usize,
+        within: std::time::Duration,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let list = self.activations_of(name).await;
+            if list.len() >= n || tokio::time::Instant::now() > deadline {
+                return list;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Asserts an OpenWhisk error body with `message` and a transaction-id `code`.
 pub fn assert_error(r: &Resp, status: StatusCode, message: &str) {
     assert_eq!(r.status, status, "body: {}", r.text);

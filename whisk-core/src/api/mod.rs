@@ -11,8 +11,10 @@
 mod actions;
 mod activations;
 mod admin;
+mod console;
 mod entities;
 mod error;
+mod feeds;
 mod meta;
 mod packages;
 mod params;
@@ -46,11 +48,30 @@ pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
 #[derive(Clone)]
 pub struct ApiState {
     controller: Arc<Controller>,
+    feeds: Option<Arc<crate::feeds::FeedProvider>>,
 }
 
 /// Builds the API router.
 pub fn router(controller: Arc<Controller>) -> Router {
-    let state = ApiState { controller };
+    build(ApiState {
+        controller,
+        feeds: None,
+    })
+}
+
+/// Builds the API router with the feed provider's endpoint
+/// (`POST /api/v1/feeds/{package}/{feed}`) served by `feeds`.
+pub fn router_with_feeds(
+    controller: Arc<Controller>,
+    feeds: Arc<crate::feeds::FeedProvider>,
+) -> Router {
+    build(ApiState {
+        controller,
+        feeds: Some(feeds),
+    })
+}
+
+fn build(state: ApiState) -> Router {
     let ns = "/api/v1/namespaces/{ns}";
     let api = Router::new()
         .route("/api/v1", get(meta::api_info))
@@ -108,6 +129,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .delete(rules::delete)
                 .post(rules::set_status),
         )
+        .route(
+            "/api/v1/feeds/{package}/{feed}",
+            axum::routing::post(feeds::lifecycle),
+        )
         .route(&format!("{ns}/activations"), get(activations::list))
         .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
         .route(
@@ -129,6 +154,9 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/invokers/healthy/count", get(admin::healthy_count))
         .route("/invokers/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::asset))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
         .layer(middleware::from_fn(transaction))

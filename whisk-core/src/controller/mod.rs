@@ -196,6 +196,11 @@ impl Controller {
         &self.lb
     }
 
+    /// The writer of activation records (triggers, compositions, feed failures).
+    pub fn recorder(&self) -> &ActivationRecorder {
+        &self.recorder
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ControllerConfig {
         &self.config

@@ -62,7 +62,8 @@ macro_rules! store_conformance_tests {
                 identity_lookup_by_key,
                 activation_namespaces_are_distinct,
                 action_code_of_any_size_round_trips,
-                ids_with_name_characters
+                ids_with_name_characters,
+                feed_registrations_list_by_type
             ]
         );
     };

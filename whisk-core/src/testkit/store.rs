@@ -440,3 +440,55 @@ pub async fn ids_with_name_characters(s: Arc<impl Store>) {
         StoreError::NotFound
     );
 }
+
+/// Feed registrations (entity type `feed` in `whisk.system`) list by their type only, and
+/// never show up among the namespace's actions.
+pub async fn feed_registrations_list_by_type(s: Arc<impl Store>) {
+    use crate::feeds::{Registration, REGISTRATION_TYPE, SYSTEM_NAMESPACE};
+    let owner = unique("owner");
+    for (i, trigger) in ["t1", "t2"].iter().enumerate() {
+        let reg = Registration::new(
+            &owner,
+            trigger,
+            "alarms/alarm",
+            serde_json::Map::new(),
+            json!({"cron": "* * * * *"}),
+            10 + i as u64,
+        );
+        s.put(Collection::Whisks, &reg.doc_id(), reg.to_document(), None)
+            .await
+            .unwrap();
+    }
+    let action = unique("a");
+    s.put(
+        Collection::Whisks,
+        &format!("{SYSTEM_NAMESPACE}/{action}"),
+        entity(SYSTEM_NAMESPACE, &action, "action", 20),
+        None,
+    )
+    .await
+    .unwrap();
+    let query = |t: &str| Query {
+        collection: Some(Collection::Whisks),
+        namespace: SYSTEM_NAMESPACE.into(),
+        entity_type: Some(t.into()),
+        ..Default::default()
+    };
+    let regs: Vec<Registration> = s
+        .query(&query(REGISTRATION_TYPE))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| serde_json::from_value(d).expect("a registration"))
+        .filter(|r: &Registration| r.owner == owner)
+        .collect();
+    let triggers: Vec<&str> = regs.iter().map(|r| r.trigger.as_str()).collect();
+    assert_eq!(triggers, ["t2", "t1"], "newest first");
+    assert_eq!(regs[0].config["cron"], "* * * * *");
+    let actions = s.query(&query("action")).await.unwrap();
+    assert!(actions.iter().any(|d| d["name"] == json!(action)));
+    assert!(
+        actions.iter().all(|d| d["entityType"] == "action"),
+        "registrations listed as actions: {actions:?}"
+    );
+}

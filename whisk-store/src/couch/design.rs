@@ -18,13 +18,18 @@ pub(crate) const FILTERS_DDOC: &str = "whisks-filters.v2.1.1";
 /// Design document of the identities view.
 pub(crate) const SUBJECTS_DDOC: &str = "subjects.v2.0.0";
 
-/// The view listing entities of `entity_type`, if there is one.
-pub(crate) fn entity_view(entity_type: &str) -> Option<&'static str> {
+/// whisk's own design document in the whisks database: the feed registrations
+/// ([`whisk_core::feeds::Registration`]), which OpenWhisk's views never emit.
+pub(crate) const FEEDS_DDOC: &str = "whisk-feeds.v1";
+
+/// The design document and view listing entities of `entity_type`, if there is one.
+pub(crate) fn entity_view(entity_type: &str) -> Option<(&'static str, &'static str)> {
     Some(match entity_type {
-        "action" => "actions",
-        "trigger" => "triggers",
-        "rule" => "rules",
-        "package" => "packages",
+        "action" => (WHISKS_DDOC, "actions"),
+        "trigger" => (WHISKS_DDOC, "triggers"),
+        "rule" => (WHISKS_DDOC, "rules"),
+        "package" => (WHISKS_DDOC, "packages"),
+        whisk_core::feeds::REGISTRATION_TYPE => (FEEDS_DDOC, "registrations"),
         _ => return None,
     })
 }
@@ -63,6 +68,13 @@ fn actions_map() -> String {
   v.exec = { binary: !!(doc.exec && doc.exec.binary) };
   emitUnderRoot(v);
 "#,
+    )
+}
+
+fn registrations_map() -> String {
+    format!(
+        "  if (kind === '{}') emit([doc.namespace, at], 1);\n",
+        whisk_core::feeds::REGISTRATION_TYPE
     )
 }
 
@@ -156,16 +168,22 @@ pub(crate) fn design_docs(db: &str) -> Vec<(String, Value)> {
         )
     };
     match db {
-        "whisks" => vec![doc(
-            WHISKS_DDOC,
-            json!({
-                "actions": counted(actions_map()),
-                "triggers": counted(triggers_map()),
-                "rules": counted(rules_map()),
-                "packages": counted(packages_map()),
-                "packages-public": counted(public_packages_map()),
-            }),
-        )],
+        "whisks" => vec![
+            doc(
+                WHISKS_DDOC,
+                json!({
+                    "actions": counted(actions_map()),
+                    "triggers": counted(triggers_map()),
+                    "rules": counted(rules_map()),
+                    "packages": counted(packages_map()),
+                    "packages-public": counted(public_packages_map()),
+                }),
+            ),
+            doc(
+                FEEDS_DDOC,
+                json!({ "registrations": counted(entity_map(&registrations_map())) }),
+            ),
+        ],
         "activations" => vec![
             doc(
                 WHISKS_DDOC,

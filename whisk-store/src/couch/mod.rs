@@ -235,11 +235,11 @@ impl CouchStore {
                         "CouchDB lists entities through per-type views: a whisks query needs an entity_type (action, trigger, rule or package)".into(),
                     ));
                 };
-                let view = design::entity_view(t).ok_or_else(|| {
+                let (ddoc, view) = design::entity_view(t).ok_or_else(|| {
                     StoreError::Other(format!("no CouchDB view lists entities of type {t}"))
                 })?;
                 Ok((
-                    self.view_path(Collection::Whisks, design::WHISKS_DDOC, view),
+                    self.view_path(Collection::Whisks, ddoc, view),
                     json!(q.namespace),
                 ))
             }
