@@ -248,7 +248,7 @@ impl ControllerProcess {
     pub async fn shutdown(self) {
         self.server.shutdown().await;
         if let Some(feeds) = &self.feeds {
-            feeds.shutdown();
+            feeds.shutdown().await;
         }
         for t in &self.tasks {
             t.abort();

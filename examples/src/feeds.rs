@@ -40,6 +40,7 @@ pub fn provider(controller: Arc<Controller>, settings: &FeedSettings) -> FeedPro
     for source in Alarms::all(settings.clock.clone()) {
         provider = provider.with_source(source);
     }
+    provider = provider.with_source(Arc::new(whisk_bus::kafka::KafkaFeed::new()));
     provider
 }
 

@@ -227,7 +227,7 @@ impl Standalone {
     pub async fn shutdown(self) {
         self.server.shutdown().await;
         if let Some(feeds) = &self.feeds {
-            feeds.shutdown();
+            feeds.shutdown().await;
         }
         for t in &self.tasks {
             t.abort();

@@ -36,6 +36,9 @@
 //! ```
 
 mod consumer;
+pub mod feed;
+
+pub use feed::KafkaFeed;
 
 use async_trait::async_trait;
 use bytes::Bytes;

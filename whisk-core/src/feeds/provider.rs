@@ -358,10 +358,18 @@ impl FeedProvider {
             .is_some_and(|h| !h.is_finished())
     }
 
-    /// Stops every task (registrations stay stored and resume on the next start).
-    pub fn shutdown(&self) {
-        for (_, task) in self.running.lock().expect("running lock").drain() {
+    /// Stops every task and waits until they are gone (registrations stay stored and
+    /// resume on the next start). Afterwards no task holds the store.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut running = self.running.lock().expect("running lock");
+            running.drain().map(|(_, t)| t).collect()
+        };
+        for task in &tasks {
             task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
         }
     }
 
@@ -565,7 +573,9 @@ impl FeedProvider {
 
 impl Drop for FeedProvider {
     fn drop(&mut self) {
-        self.shutdown();
+        for (_, task) in self.running.lock().expect("running lock").drain() {
+            task.abort();
+        }
     }
 }
 
