@@ -195,7 +195,10 @@ async fn pause_unpause_update_and_delete_follow_the_lifecycle() {
     assert_eq!(r.body["status"]["reason"], "paused by the user");
     let deadline = tokio::time::Instant::now() + WAIT;
     while clock.sleepers() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "a paused alarm still runs");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a paused alarm still runs"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     clock.advance(Duration::from_secs(180));
