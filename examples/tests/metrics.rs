@@ -153,5 +153,22 @@ async fn metrics_count_activations_starts_memory_and_throttles() {
         v(r#"whisk_throttled_requests_total{reason="invocations_per_minute"}"#),
         1.0
     );
+    // The bus lag of the invoker's and the controller's topics: everything was consumed
+    // and committed, so both settle at 0 (sampled after each poll).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = p.send(Method::GET, "/metrics", None, None).await;
+        let s = samples(&r.text);
+        let lag = |t: &str| s.get(&format!("whisk_bus_lag{{topic=\"{t}\"}}")).copied();
+        if lag("invoker0") == Some(0.0) && lag("completed0") == Some(0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bus lag series missing or not settling:\n{}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     p.platform.shutdown().await;
 }

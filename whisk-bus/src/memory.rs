@@ -168,6 +168,15 @@ impl Consumer for MemoryConsumer {
         log.trim();
         Ok(())
     }
+
+    fn lag(&self) -> Option<u64> {
+        let log = self.topic.log.lock().unwrap();
+        let committed = log
+            .groups
+            .get(&self.group)
+            .map_or(log.base, |g| g.committed);
+        Some(log.end().saturating_sub(committed.max(log.base)))
+    }
 }
 
 impl Drop for MemoryConsumer {

@@ -49,6 +49,13 @@ pub trait Consumer: Send {
 
     /// Commits every message returned by `poll` so far.
     async fn commit(&mut self) -> Result<(), BusError>;
+
+    /// The bus lag: how many messages of the topic the member's group has not committed yet
+    /// (on the partitions this member owns), as far as the member knows without asking the
+    /// broker (it may be a few seconds old); `None` when the backend cannot tell.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Topic names as OpenWhisk spells them.

@@ -30,7 +30,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
@@ -55,6 +55,7 @@ const BUCKETS: [f64; 16] = [
 type KindStatus = [(&'static str, String); 2];
 type Kind = [(&'static str, String); 1];
 type Reason = [(&'static str, &'static str); 1];
+type Topic = [(&'static str, String); 1];
 /// A label value and how to read its series from a pool snapshot.
 type Field = (&'static str, fn(&PoolMetrics) -> u64);
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -71,6 +72,7 @@ pub struct Metrics {
     init: HistogramFamily<Kind>,
     wait: Histogram,
     throttled: Family<Reason, Counter>,
+    bus_lag: Family<Topic, Gauge>,
     pools: Arc<Pools>,
 }
 
@@ -94,6 +96,7 @@ impl Metrics {
         let init = HistogramFamily::<Kind>::new_with_constructor(histogram);
         let wait = histogram();
         let throttled = Family::<Reason, Counter>::default();
+        let bus_lag = Family::<Topic, Gauge>::default();
         let pools = Arc::new(Pools::default());
         let mut registry = Registry::default();
         registry.register(
@@ -121,8 +124,14 @@ impl Metrics {
             "Requests refused with 429 by a per-namespace throttle, by reason",
             throttled.clone(),
         );
+        registry.register(
+            "whisk_bus_lag",
+            "Messages on a topic this process consumes that it has not received yet, by topic",
+            bus_lag.clone(),
+        );
         registry.register_collector(Box::new(pools.clone()));
         Self {
+            bus_lag,
             registry,
             activations,
             duration,
@@ -166,6 +175,16 @@ impl Metrics {
     /// Counts a request refused by a throttle; `reason` is one of the `THROTTLE_*` constants.
     pub fn throttled(&self, reason: &'static str) {
         self.throttled.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Records the lag of this process's consumer of `topic` (see
+    /// [`Consumer::lag`](crate::bus::Consumer::lag)); nothing when the bus cannot tell.
+    pub fn bus_lag(&self, topic: &str, lag: Option<u64>) {
+        if let Some(lag) = lag {
+            self.bus_lag
+                .get_or_create(&[("topic", topic.to_string())])
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
     }
 
     /// Exposes `pool`'s counters and memory (read at scrape time, labelled

@@ -50,6 +50,9 @@ pub(super) async fn wait_closed(closing: &Closing, group: &str, timeout: Duratio
 /// A fetched message: partition, offset, payload.
 type Item = (i32, i64, Bytes);
 
+/// How often librdkafka reports statistics, the source of [`Consumer::lag`].
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct State {
     /// Fetched, not yet handed out by `poll`.
@@ -65,6 +68,8 @@ struct State {
     fresh: Option<Vec<(i32, i64)>>,
     /// The group has assigned partitions to this member at least once.
     joined: bool,
+    /// The consumer lag of the owned partitions in librdkafka's last statistics.
+    lag: Option<u64>,
 }
 
 pub(super) struct Shared {
@@ -99,6 +104,22 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         TracingContext.error(error, reason)
+    }
+
+    /// Keeps the summed `consumer_lag` (high watermark minus committed offset) of the
+    /// partitions this member owns.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut st = self.shared.state();
+        let lag = topic
+            .partitions
+            .iter()
+            .filter(|(p, _)| st.owned.contains(p))
+            .map(|(_, part)| u64::try_from(part.consumer_lag).unwrap_or(0))
+            .sum();
+        st.lag = Some(lag);
     }
 }
 
@@ -293,6 +314,10 @@ impl KafkaConsumer {
         };
         let consumer: BaseConsumer<GroupContext> = config
             .consumer_config(group, topic)
+            .set(
+                "statistics.interval.ms",
+                STATS_INTERVAL.as_millis().to_string(),
+            )
             .create_with_context(context)
             .map_err(|e| BusError::Other(format!("kafka consumer config: {e}")))?;
         consumer.subscribe(&[topic]).map_err(|e| bus_error(&e))?;
@@ -407,5 +432,11 @@ impl Consumer for KafkaConsumer {
             }
         }
         Err(err)
+    }
+
+    /// From librdkafka's statistics (every [`STATS_INTERVAL`]): messages not yet committed
+    /// by the group on the partitions this member owns.
+    fn lag(&self) -> Option<u64> {
+        self.shared.state().lag
     }
 }

@@ -120,6 +120,7 @@ impl Controller {
             // Forced completions are recorded like any other activation.
             lb.set_recorder(recorder.clone());
         }
+        lb.set_metrics(config.metrics.clone());
         let events = config.user_events.then(|| {
             crate::events::EventPublisher::new(lb.bus().clone(), format!("controller{}", config.id))
         });

@@ -215,7 +215,10 @@ impl Invoker {
         let consume = async move {
             loop {
                 let batch = match consumer.poll(128, Duration::from_secs(1)).await {
-                    Ok(b) => b,
+                    Ok(b) => {
+                        me.metrics.bus_lag(&topic, consumer.lag());
+                        b
+                    }
                     Err(crate::bus::BusError::Closed) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "invoker poll failed");

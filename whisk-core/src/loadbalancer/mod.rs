@@ -199,6 +199,7 @@ pub struct LoadBalancer {
     pending: Mutex<HashMap<ActivationId, Pending>>,
     per_namespace: Mutex<HashMap<String, u64>>,
     recorder: Mutex<Option<ActivationRecorder>>,
+    metrics: Mutex<Option<Arc<crate::metrics::Metrics>>>,
     health_identity: Identity,
 }
 
@@ -228,6 +229,7 @@ impl LoadBalancer {
             pending: Mutex::new(HashMap::new()),
             per_namespace: Mutex::new(HashMap::new()),
             recorder: Mutex::new(None),
+            metrics: Mutex::new(None),
             // A stub identity for the test actions, as OpenWhisk's `healthActionIdentity`.
             health_identity: Identity::new(
                 HEALTH_ACTION_NAMESPACE,
@@ -256,6 +258,12 @@ impl LoadBalancer {
     /// [`Controller`](crate::controller::Controller) attaches its own when it is created.
     pub fn set_recorder(&self, recorder: ActivationRecorder) {
         *self.recorder.lock().unwrap() = Some(recorder);
+    }
+
+    /// Reports the lag of its `completed{controller}` consumer to `metrics` from now on
+    /// (`whisk_bus_lag`). The [`Controller`](crate::controller::Controller) attaches its own.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        *self.metrics.lock().unwrap() = Some(metrics);
     }
 
     /// Whether a recorder is attached.
@@ -737,6 +745,9 @@ impl LoadBalancer {
             loop {
                 match acks.poll(256, Duration::from_secs(1)).await {
                     Ok(batch) => {
+                        if let Some(m) = me.metrics.lock().unwrap().as_ref() {
+                            m.bus_lag(&topic, acks.lag());
+                        }
                         for bytes in &batch {
                             match Acknowledgement::parse(bytes) {
                                 Ok(ack) => me.on_ack(ack).await,

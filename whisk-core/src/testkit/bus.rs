@@ -138,3 +138,34 @@ pub async fn poll_times_out_empty(b: Arc<impl MessageBus>) {
         .is_empty());
     assert!(started.elapsed() >= Duration::from_millis(90));
 }
+
+/// Waits until `c.lag()` is `want` (backends may report it a few seconds late).
+async fn lag_becomes(c: &dyn Consumer, want: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let lag = c.lag();
+        if lag == Some(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag stays {lag:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The lag counts published messages the group has not committed, received or not.
+pub async fn lag_counts_uncommitted_messages(b: Arc<impl MessageBus>) {
+    let topic = unique("t");
+    b.create_topic(&topic).await.unwrap();
+    let mut c = b.subscribe(&topic, "g").await.unwrap();
+    publish_all(&*b, &topic, numbered(3)).await;
+    assert_eq!(take(&mut c, 2).await, numbered(2));
+    lag_becomes(c.as_ref(), 3).await;
+    c.commit().await.unwrap();
+    lag_becomes(c.as_ref(), 1).await;
+    assert_eq!(take(&mut c, 1).await, ["m2"]);
+    c.commit().await.unwrap();
+    lag_becomes(c.as_ref(), 0).await;
+}

@@ -82,7 +82,8 @@ macro_rules! bus_conformance_tests {
                 group_members_share_messages,
                 new_group_starts_at_end,
                 uncommitted_messages_are_redelivered,
-                poll_times_out_empty
+                poll_times_out_empty,
+                lag_counts_uncommitted_messages
             ]
         );
     };
