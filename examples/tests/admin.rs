@@ -1,5 +1,5 @@
 //! Administration of subjects, keys and limits (`whisk_core::admin`, OpenWhisk's `wskadmin`)
-//! on the memory and embedded stores, and `whisk-standalone user ...` end to end.
+//! on the memory, embedded and CouchDB stores, and `whisk-standalone user ...` end to end.
 
 mod common;
 
@@ -279,6 +279,17 @@ async fn all(store: Arc<dyn Store>) {
 #[tokio::test]
 async fn admin_on_memory_store() {
     all(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn admin_on_couchdb() {
+    let Some(url) = common::couchdb_url() else {
+        return;
+    };
+    let store = whisk_store::CouchStore::connect(common::couch_config(&url))
+        .await
+        .unwrap();
+    all(Arc::new(store)).await;
 }
 
 #[tokio::test]

@@ -523,8 +523,9 @@ pub async fn whois(store: &dyn Store, key: &AuthKey) -> Result<Whois, AdminError
 
 /// The subjects with a key for `namespace`, with those keys, ordered by subject
 /// (`wskadmin user list`). Blocked subjects are left out, as OpenWhisk's identities view
-/// leaves them out. On CouchDB, which this crate reaches through that view by namespace one
-/// row at a time, only the first subject is found.
+/// leaves them out. A store that cannot list its subjects (its `query` of the subjects
+/// collection answers `StoreError::Other`) is asked through its identity lookup by
+/// namespace, which finds one subject.
 ///
 /// Fails with [`AdminError::NoIdentities`] when there is none.
 pub async fn list_namespace(

@@ -23,8 +23,11 @@
 //! ```
 
 mod attachments;
+pub mod changes;
 mod client;
 mod design;
+
+pub use changes::CouchChanges;
 
 use async_trait::async_trait;
 use attachments::CodeSource;
@@ -254,7 +257,7 @@ impl CouchStore {
                 ),
             }),
             Collection::Subjects => Err(StoreError::Other(
-                "the subjects database cannot be listed".into(),
+                "the subjects database is listed through _all_docs, not a view".into(),
             )),
         }
     }
@@ -281,6 +284,24 @@ impl CouchStore {
                 "CouchDB view {path} answered without rows"
             ))),
         }
+    }
+
+    /// Every document of the subjects database but the design documents (`_all_docs`: the
+    /// database has no view of all subjects; administration lists them rarely).
+    async fn all_subjects(&self) -> Result<Vec<Value>, StoreError> {
+        let path = format!("{}/_all_docs", encode(&self.db(Collection::Subjects)));
+        let rows = self.view(&path, &[("include_docs", "true".into())]).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| !r["id"].as_str().unwrap_or("").starts_with("_design/"))
+            .filter_map(|mut r| match r.get_mut("doc").map(Value::take) {
+                Some(Value::Object(mut doc)) => {
+                    doc.remove("_rev");
+                    Some(Value::Object(doc))
+                }
+                _ => None,
+            })
+            .collect())
     }
 
     /// Looks up an identity through the identities view by `key`.
@@ -403,6 +424,10 @@ impl Store for CouchStore {
     }
 
     async fn query(&self, q: &Query) -> Result<Vec<Value>, StoreError> {
+        if q.collection() == Collection::Subjects {
+            let docs = self.all_subjects().await?;
+            return Ok(q.apply(docs.iter()));
+        }
         let (path, prefix) = self.view_of(q)?;
         let mut params = Self::range(q, prefix);
         params.push(("reduce", "false".into()));
@@ -432,6 +457,10 @@ impl Store for CouchStore {
     }
 
     async fn count(&self, q: &Query) -> Result<u64, StoreError> {
+        if q.collection() == Collection::Subjects {
+            let docs = self.all_subjects().await?;
+            return Ok(q.count(docs.iter()));
+        }
         let (path, prefix) = self.view_of(q)?;
         let mut params = Self::range(q, prefix);
         params.push(("reduce", "true".into()));
