@@ -1,5 +1,6 @@
-//! OpenWhisk's user events (`--user-events`): `Activation` events from the invoker and
-//! `Metric` events of throttled requests from the controller, on topic `events`.
+//! OpenWhisk's user events (`--user-events`): `Activation` events from the invoker (and from
+//! the controller for sequences), and `Metric` events from the controller (each accepted
+//! invocation's `ConcurrentInvocations`, each throttled request's limit), on topic `events`.
 
 mod common;
 
@@ -158,7 +159,10 @@ async fn activations_and_throttles_are_published() {
     let more = invoke_until_throttled(&p, "hello").await;
     let ran: Vec<&Value> = more[..more.len() - 1].iter().map(|r| &r.body).collect();
 
-    let want = 2 + ran.len() + 1;
+    // An Activation and a ConcurrentInvocations metric per accepted invocation, and the
+    // refusal's metric.
+    let accepted = 2 + ran.len();
+    let want = 2 * accepted + 1;
     let got = guest_events(consumer.as_mut(), want, Duration::from_secs(10)).await;
     assert_eq!(got.len(), want, "events: {got:#?}");
     let by_id = |a: &Value| {
@@ -175,7 +179,24 @@ async fn activations_and_throttles_are_published() {
         assert_activation_event(by_id(a), a, 0, None);
     }
 
-    let metrics: Vec<&EventMessage> = got.iter().filter(|e| e.event_type == "Metric").collect();
+    let metric = |e: &&EventMessage| match &e.body {
+        EventBody::Metric(m) => Some((m.metric_name.clone(), m.metric_value)),
+        _ => None,
+    };
+    let concurrent: Vec<(String, i64)> = got
+        .iter()
+        .filter_map(|e| metric(&e))
+        .filter(|(name, _)| name == "ConcurrentInvocations")
+        .collect();
+    // One at a time: each saw only itself in flight.
+    assert_eq!(
+        concurrent,
+        vec![("ConcurrentInvocations".to_string(), 1); accepted]
+    );
+    let metrics: Vec<&EventMessage> = got
+        .iter()
+        .filter(|e| metric(e).is_some_and(|(name, _)| name != "ConcurrentInvocations"))
+        .collect();
     assert_eq!(metrics.len(), 1, "one throttled request: {metrics:#?}");
     let m = serde_json::to_value(metrics[0]).unwrap();
     assert_eq!(
@@ -196,6 +217,64 @@ async fn activations_and_throttles_are_published() {
             .is_empty(),
         "nothing more"
     );
+    p.platform.shutdown().await;
+}
+
+#[tokio::test]
+async fn sequences_get_their_activation_event_from_the_controller() {
+    let p = platform(true).await;
+    let mut consumer = events(&p).await;
+    p.action(
+        "hello",
+        "nodejs:20",
+        "function main() { return {greeting: 'hi'}; }",
+        json!({}),
+    )
+    .await;
+    let r = p
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/_/actions/twice",
+            Some(json!({"exec": {"kind": "sequence", "components": ["/_/hello", "/_/hello"]}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let seq = p.invoke("twice", json!({}), "").await;
+    assert_eq!(seq.status, StatusCode::OK, "{}", seq.text);
+
+    // Two components from the invoker, the sequence from the controller, and one
+    // ConcurrentInvocations metric: components are not throttled, so not counted.
+    let got = guest_events(consumer.as_mut(), 4, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 4, "events: {got:#?}");
+    let activations: Vec<&whisk_core::message::ActivationEvent> = got
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Activation(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    let seq_event = got
+        .iter()
+        .find(|e| matches!(&e.body, EventBody::Activation(b) if b.activation_id.as_str() == seq.body["activationId"]))
+        .expect("the sequence's event");
+    assert_eq!(seq_event.source, "controller0");
+    let EventBody::Activation(b) = &seq_event.body else {
+        unreachable!()
+    };
+    assert_eq!(b.kind, "sequence");
+    assert_eq!(b.name, "guest/twice");
+    let components: Vec<_> = activations
+        .iter()
+        .filter(|b| b.caused_by.as_deref() == Some("sequence"))
+        .collect();
+    assert_eq!(components.len(), 2, "{activations:#?}");
+    let metrics: Vec<_> = got
+        .iter()
+        .filter(
+            |e| matches!(&e.body, EventBody::Metric(m) if m.metric_name == "ConcurrentInvocations"),
+        )
+        .collect();
+    assert_eq!(metrics.len(), 1, "{got:#?}");
     p.platform.shutdown().await;
 }
 

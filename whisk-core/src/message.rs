@@ -345,6 +345,9 @@ pub const EVENT_TYPE_METRIC: &str = "Metric";
 pub const METRIC_CONCURRENT_RATE_LIMIT: &str = "ConcurrentRateLimit";
 /// The metric of a request refused by a per-minute throttle (invocations or trigger fires).
 pub const METRIC_TIMED_RATE_LIMIT: &str = "TimedRateLimit";
+/// The metric of an accepted invocation: the namespace's activations in flight, this one
+/// included.
+pub const METRIC_CONCURRENT_INVOCATIONS: &str = "ConcurrentInvocations";
 
 /// A user event on topic `events` (OpenWhisk's `EventMessage`, sent when user events are
 /// enabled): an [`ActivationEvent`] from the invoker after each activation, or a

@@ -163,6 +163,13 @@ impl Controller {
             annotations,
             duration: Some(steps.duration),
         };
+        if let Some(event) = self
+            .events
+            .as_ref()
+            .and_then(|e| e.activation(&activation, &inv.user))
+        {
+            event.publish();
+        }
         self.recorder.record(&activation).await;
         activation
     }

@@ -225,9 +225,20 @@ impl Controller {
     pub async fn invoke(self: &Arc<Self>, inv: Invocation) -> Result<Invoked, InvokeError> {
         let limits = self.limits_for(&inv.user);
         let ns = &inv.user.namespace.uuid;
+        let in_flight = self.lb.in_flight_of(&inv.user.namespace.name);
         self.throttles
-            .check_invoke(ns, &limits, self.lb.in_flight_of(&inv.user.namespace.name))
+            .check_invoke(ns, &limits, in_flight)
             .inspect_err(|e| self.throttled(&inv.user, e))?;
+        if let Some(events) = &self.events {
+            // OpenWhisk's entitlement check reports each accepted invocation with the
+            // namespace's concurrent count, this one included.
+            let count = i64::try_from(in_flight + 1).unwrap_or(i64::MAX);
+            events.metric(
+                &inv.user,
+                crate::message::METRIC_CONCURRENT_INVOCATIONS,
+                count,
+            );
+        }
         self.invoke_unthrottled(inv).await
     }
 
