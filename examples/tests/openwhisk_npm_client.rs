@@ -56,7 +56,7 @@ async fn openwhisk_npm_client_drives_the_platform() {
     assert!(out.status.success(), "client failed:\n{stdout}\n{stderr}");
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        13,
+        14,
         "{stdout}"
     );
 }

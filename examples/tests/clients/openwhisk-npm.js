@@ -85,6 +85,23 @@ async function check(name, fn) {
     await ow.rules.delete({ name: 'npmrule' });
     await ow.triggers.delete({ name: 'npmtrig' });
   });
+  await check('feeds: an alarm trigger through feeds.create/get/update/delete', async () => {
+    const feed = '/whisk.system/alarms/alarm';
+    await ow.triggers.create({ name: 'npmalarm', trigger: { annotations: [{ key: 'feed', value: feed }] } });
+    await ow.feeds.create({ name: feed, trigger: 'npmalarm', params: { cron: '0 0 1 1 *', trigger_payload: { y: 1 } } });
+    let read = await ow.feeds.get({ name: feed, trigger: 'npmalarm' });
+    assert.strictEqual(read.response.result.config.cron, '0 0 1 1 *');
+    assert.strictEqual(read.response.result.status.active, true);
+    await ow.feeds.update({ name: feed, trigger: 'npmalarm', params: { cron: '0 0 2 1 *' } });
+    read = await ow.feeds.get({ name: feed, trigger: 'npmalarm' });
+    assert.strictEqual(read.response.result.config.cron, '0 0 2 1 *');
+    await assert.rejects(
+      ow.feeds.update({ name: feed, trigger: 'npmalarm', params: { cron: 'every day' } }),
+      (e) => e.statusCode === 502 && e.error.response.result.error.startsWith("cron pattern 'every day' is not valid"));
+    await ow.feeds.delete({ name: feed, trigger: 'npmalarm' });
+    await assert.rejects(ow.feeds.get({ name: feed, trigger: 'npmalarm' }), (e) => e.statusCode === 502);
+    await ow.triggers.delete({ name: 'npmalarm' });
+  });
   await check('actions.delete', async () => {
     await ow.actions.delete({ name: 'npmhello' });
     await assert.rejects(ow.actions.get({ name: 'npmhello' }), (e) => e.statusCode === 404);
