@@ -41,6 +41,7 @@ pub fn provider(controller: Arc<Controller>, settings: &FeedSettings) -> FeedPro
         provider = provider.with_source(source);
     }
     provider = provider.with_source(Arc::new(whisk_bus::kafka::KafkaFeed::new()));
+    provider = provider.with_source(Arc::new(whisk_store::couch::CouchChanges::new()));
     provider
 }
 

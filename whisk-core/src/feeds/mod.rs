@@ -19,6 +19,39 @@
 //! [`FeedProvider::with_source`]. whisk ships alarms ([`alarms`]: cron, interval, once), and
 //! the Kafka topic and CouchDB `_changes` sources live beside their clients in `whisk-bus` and
 //! `whisk-store`.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use serde_json::{json, Map, Value};
+//! use whisk_core::feeds::{EventSource, FeedHandle, FeedParameter, SourceError};
+//!
+//! /// Fires `count` times, once a second.
+//! struct Countdown;
+//!
+//! #[async_trait]
+//! impl EventSource for Countdown {
+//!     fn package(&self) -> &str { "examples" }
+//!     fn name(&self) -> &str { "countdown" }
+//!     fn description(&self) -> &str { "Fire a trigger `count` times" }
+//!     fn parameters(&self) -> &[FeedParameter] {
+//!         &[FeedParameter { name: "count", description: "How many fires", required: true }]
+//!     }
+//!     async fn validate(&self, params: &Map<String, Value>) -> Result<Value, String> {
+//!         let n = params.get("count").and_then(Value::as_u64).ok_or("count must be a number")?;
+//!         Ok(json!({ "count": n }))
+//!     }
+//!     async fn run(&self, feed: FeedHandle) -> Result<(), SourceError> {
+//!         let done = feed.cursor().and_then(Value::as_u64).unwrap_or(0);
+//!         let count = feed.config()["count"].as_u64().unwrap_or(0);
+//!         for i in done..count {
+//!             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+//!             feed.save_cursor(json!(i + 1)).await?;
+//!             feed.fire(Map::from_iter([("left".into(), json!(count - i - 1))])).await?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
 
 pub mod alarms;
 mod catalog;

@@ -103,9 +103,18 @@ impl Registration {
 
     /// The answer to `READ`, shaped as OpenWhisk's alarm provider answers it:
     /// `{config: {...params, name, namespace, trigger}, status: {active, dateChanged,
-    /// dateChangedISO, reason?}}`.
+    /// dateChangedISO, reason?}}`. Secrets among the parameters are left out (see
+    /// [`is_secret`]) and a password in a URL is masked.
     pub fn to_read_json(&self) -> Value {
-        let mut config = self.params.clone();
+        let mut config: Map<String, Value> = self
+            .params
+            .iter()
+            .filter(|(k, _)| !is_secret(k))
+            .map(|(k, v)| match v {
+                Value::String(s) => (k.clone(), Value::String(mask_url_password(s))),
+                v => (k.clone(), v.clone()),
+            })
+            .collect();
         config.insert("name".into(), Value::String(self.trigger.clone()));
         config.insert("namespace".into(), Value::String(self.owner.clone()));
         config.insert("trigger".into(), Value::String(self.trigger_name()));
@@ -124,4 +133,61 @@ pub(crate) fn iso8601(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// Whether parameter `name` holds a secret (a password, API key, token or secret by name):
+/// `READ` never shows those.
+pub fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "apikey", "api_key", "secret", "token"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// `s` with the password of a `scheme://user:password@host` URL replaced by `***`.
+fn mask_url_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let at = rest[..authority_end].rfind('@').unwrap_or(0);
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn read_leaves_out_secrets_and_masks_url_passwords() {
+        let params = json!({
+            "dbname": "db",
+            "password": "hunter2",
+            "iamApiKey": "k",
+            "url": "http://admin:hunter2@127.0.0.1:5984/x",
+            "host": "127.0.0.1:5984"
+        });
+        let reg = Registration::new(
+            "guest",
+            "t",
+            "cloudant/changes",
+            params.as_object().unwrap().clone(),
+            json!({}),
+            0,
+        );
+        let read = reg.to_read_json();
+        let text = read.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(read["config"]["url"], "http://admin:***@127.0.0.1:5984/x");
+        assert_eq!(read["config"]["dbname"], "db");
+        assert!(read["config"].get("iamApiKey").is_none());
+        assert_eq!(mask_url_password("http://h:1/a@b"), "http://h:1/a@b");
+    }
 }
