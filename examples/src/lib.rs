@@ -8,4 +8,5 @@ pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
 pub mod feeds;
+pub mod sim;
 pub mod standalone;

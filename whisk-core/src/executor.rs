@@ -67,6 +67,13 @@ pub trait Container: Send + Sync {
     /// Stops and removes it. Idempotent.
     async fn destroy(&self) -> Result<(), ExecutorError>;
 
+    /// A runtime answering `/init` and `/run` in process, for containers that have no HTTP
+    /// endpoint (the simulator's virtual containers). `None` (the default): the pool speaks
+    /// the runtime protocol to [`endpoint`](Container::endpoint) over HTTP.
+    fn in_process(&self) -> Option<&dyn InProcessRuntime> {
+        None
+    }
+
     /// Whether it was killed for exceeding its memory limit (asked after a failed call, to
     /// report OpenWhisk's `The action exhausted its memory and was aborted.`). Executors that
     /// cannot tell answer `false`.
@@ -93,6 +100,25 @@ pub trait Container: Send + Sync {
     ) -> Result<Vec<LogLine>, ExecutorError> {
         self.logs(true, wait).await
     }
+}
+
+/// A runtime called in process instead of over HTTP: the same `/init` and `/run` bodies, the
+/// same outcomes as [`RuntimeClient`](crate::runtime::RuntimeClient) reports.
+#[async_trait]
+pub trait InProcessRuntime: Send + Sync {
+    /// `/init` with `body`, within `timeout`.
+    async fn init(
+        &self,
+        body: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> crate::runtime::CallOutcome;
+
+    /// `/run` with `body`, within `timeout`.
+    async fn run(
+        &self,
+        body: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> crate::runtime::CallOutcome;
 }
 
 /// Starts containers.

@@ -35,6 +35,7 @@ pub mod message;
 pub mod metrics;
 pub mod runtime;
 pub mod scheduler;
+pub mod sim;
 pub mod store;
 
 #[cfg(feature = "api")]

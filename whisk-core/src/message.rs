@@ -5,12 +5,34 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the epoch, now.
+thread_local! {
+    /// This thread's virtual epoch, see [`use_virtual_clock`].
+    static VIRTUAL_EPOCH: std::cell::Cell<Option<(u64, tokio::time::Instant)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Milliseconds since the epoch, now: the system clock, or on a thread that called
+/// [`use_virtual_clock`], the virtual time of its Tokio runtime.
 pub fn now_ms() -> u64 {
+    if let Some((base, at)) = VIRTUAL_EPOCH.with(std::cell::Cell::get) {
+        return base + tokio::time::Instant::now().duration_since(at).as_millis() as u64;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Makes [`now_ms`] on the calling thread read Tokio's clock, starting at `base_ms` now, so a
+/// current-thread runtime with paused time (the simulator, `whisk_core::sim`) stamps
+/// activations, wait and init times in virtual time. Other threads keep the system clock.
+pub fn use_virtual_clock(base_ms: u64) {
+    VIRTUAL_EPOCH.with(|v| v.set(Some((base_ms, tokio::time::Instant::now()))));
+}
+
+/// Undoes [`use_virtual_clock`] on the calling thread.
+pub fn use_system_clock() {
+    VIRTUAL_EPOCH.with(|v| v.set(None));
 }
 
 /// A transaction id: `["<id>", <start ms>]` on the wire.

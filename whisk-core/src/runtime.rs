@@ -91,6 +91,16 @@ pub fn init_body(
     json!({ "value": v })
 }
 
+/// OpenWhisk's developer error for an `/init` (`init`) or `/run` that ran past `timeout_ms`.
+pub fn time_limit_exceeded(init: bool, timeout_ms: u128) -> ActivationResponse {
+    let msg = if init {
+        format!("The action exceeded its time limits of {timeout_ms} milliseconds during initialization.")
+    } else {
+        format!("The action exceeded its time limits of {timeout_ms} milliseconds.")
+    };
+    ActivationResponse::developer_error(msg)
+}
+
 /// The result of one `/init` or `/run` call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallOutcome {
@@ -117,6 +127,7 @@ impl Default for RuntimeClient {
     }
 }
 
+#[derive(PartialEq, Eq)]
 enum Phase {
     Init,
     Run,
@@ -208,13 +219,11 @@ impl RuntimeClient {
                 let failed = r.status == StatusCode::DeveloperError;
                 (r, false, failed)
             }
-            (Err(e), phase) if e.is_timeout() || never_connected => {
-                let msg = match phase {
-                    Phase::Init => format!("The action exceeded its time limits of {timeout_ms} milliseconds during initialization."),
-                    Phase::Run => format!("The action exceeded its time limits of {timeout_ms} milliseconds."),
-                };
-                (ActivationResponse::developer_error(msg), true, true)
-            }
+            (Err(e), phase) if e.is_timeout() || never_connected => (
+                time_limit_exceeded(phase == Phase::Init, timeout_ms),
+                true,
+                true,
+            ),
             (Err(_), Phase::Init) => (
                 ActivationResponse::developer_error(
                     "The action did not initialize and exited unexpectedly.",

@@ -667,15 +667,21 @@ impl LoadBalancer {
         }
         if let Some(p) = done {
             self.finish(&p);
-            let duration = match response {
-                Some(AckResponse::Activation(a)) => a.effective_duration(),
-                _ => None,
+            let (duration, init) = match response {
+                Some(AckResponse::Activation(a)) => (
+                    a.effective_duration(),
+                    a.annotations
+                        .get("initTime")
+                        .and_then(serde_json::Value::as_u64),
+                ),
+                _ => (None, None),
             };
             self.scheduler
                 .completed(&Completion {
                     invoker: p.invoker,
                     action: &p.action,
                     duration_ms: duration,
+                    init_ms: init,
                     system_error,
                 })
                 .await;
@@ -716,6 +722,7 @@ impl LoadBalancer {
                     invoker: p.invoker,
                     action: &p.action,
                     duration_ms: None,
+                    init_ms: None,
                     system_error: false,
                 })
                 .await;

@@ -2,6 +2,12 @@
 
 use async_trait::async_trait;
 
+mod warm;
+pub use warm::WarmAware;
+
+mod sharding;
+pub use sharding::ShardingBalancer;
+
 /// What the load balancer knows about one invoker when it asks for a placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokerView {
@@ -37,6 +43,10 @@ pub struct Completion<'a> {
     pub action: &'a str,
     /// Run time in ms, when known.
     pub duration_ms: Option<u64>,
+    /// The `/init` time in ms when the activation started a container (cold or prewarmed
+    /// start: a new warm container of the action now exists on `invoker`); `None` for a warm
+    /// start or when unknown.
+    pub init_ms: Option<u64>,
     /// Whether the invoker failed it as a system error.
     pub system_error: bool,
 }

@@ -3,7 +3,10 @@
 //! containers, a wait queue when nothing fits, pause after an idle grace and resume on use,
 //! and removal of long-idle containers.
 
+mod keepalive;
 mod state;
+
+pub use keepalive::{FixedKeepAlive, HybridHistogram, KeepAlive, Windows};
 
 use crate::entity::{ActivationResponse, WhiskAction};
 use crate::executor::{Container, ContainerExecutor, ContainerSpec, ExecutorError};
@@ -15,8 +18,10 @@ use serde_json::Value;
 use state::{Acquired, Phase, Slot, State, Stem, Waiter, Want, WarmKey};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
+// The pool's clock is Tokio's, so a runtime with paused time (the simulator) drives it.
+use tokio::time::Instant;
 
 pub use crate::entity::exec::StemCell;
 
@@ -41,6 +46,9 @@ pub struct PoolConfig {
     pub api_host: String,
     /// Prewarmed containers to keep per kind and memory.
     pub stem_cells: Vec<StemCell>,
+    /// How long idle containers stay, per action; `None`: every one for `idle_timeout`
+    /// (OpenWhisk's [`FixedKeepAlive`]).
+    pub keep_alive: Option<Arc<dyn KeepAlive>>,
 }
 
 impl Default for PoolConfig {
@@ -54,6 +62,7 @@ impl Default for PoolConfig {
             log_wait: Duration::from_secs(2),
             api_host: "http://127.0.0.1:3233".into(),
             stem_cells: Vec::new(),
+            keep_alive: None,
         }
     }
 }
@@ -127,10 +136,11 @@ struct Counters {
     pauses: AtomicU64,
     resumes: AtomicU64,
     failures: AtomicU64,
+    action_prewarms: AtomicU64,
 }
 
 /// A snapshot of the pool: containers by state and the counters of its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolMetrics {
     /// Prewarmed stem cells.
@@ -163,6 +173,31 @@ pub struct PoolMetrics {
     pub resumes: u64,
     /// Containers destroyed after a failed init or run.
     pub failures: u64,
+    /// Containers started and initialised for an action ahead of its expected next
+    /// invocation (a keep-alive policy's pre-warming).
+    pub action_prewarms: u64,
+}
+
+impl PoolMetrics {
+    /// Adds `other` to these figures (for totals over several pools).
+    pub fn add(&mut self, other: &PoolMetrics) {
+        self.prewarmed += other.prewarmed;
+        self.busy += other.busy;
+        self.idle += other.idle;
+        self.paused += other.paused;
+        self.waiting += other.waiting;
+        self.used_memory_mb += other.used_memory_mb;
+        self.user_memory_mb += other.user_memory_mb;
+        self.cold_starts += other.cold_starts;
+        self.warm_starts += other.warm_starts;
+        self.prewarm_starts += other.prewarm_starts;
+        self.evictions += other.evictions;
+        self.idle_removals += other.idle_removals;
+        self.pauses += other.pauses;
+        self.resumes += other.resumes;
+        self.failures += other.failures;
+        self.action_prewarms += other.action_prewarms;
+    }
 }
 
 /// A pool of containers from one executor.
@@ -216,6 +251,19 @@ impl ContainerPool {
             .count()
     }
 
+    /// Memory held by containers that run nothing (idle or paused warm containers and stem
+    /// cells), in MB.
+    pub fn idle_memory_mb(&self) -> u64 {
+        let st = self.state.lock().unwrap();
+        let warm: u64 = st
+            .slots
+            .iter()
+            .filter(|s| s.active == 0)
+            .map(|s| s.memory_mb)
+            .sum();
+        warm + st.stems.iter().map(|s| s.memory_mb).sum::<u64>()
+    }
+
     /// Number of live containers (warm, busy or prewarmed).
     pub fn live_count(&self) -> usize {
         self.state.lock().unwrap().live.len()
@@ -248,6 +296,7 @@ impl ContainerPool {
             pauses: get(&c.pauses),
             resumes: get(&c.resumes),
             failures: get(&c.failures),
+            action_prewarms: get(&c.action_prewarms),
         }
     }
 
@@ -287,14 +336,16 @@ impl ContainerPool {
                 Ok(container) => {
                     // Warm the runtime's request path and the pooled connection to it: a /run
                     // before /init is refused by every runtime without side effects.
-                    let _ = me
-                        .client
-                        .run(
-                            container.endpoint(),
-                            &serde_json::json!({"value": {}}),
-                            Duration::from_secs(2),
-                        )
-                        .await;
+                    if container.in_process().is_none() {
+                        let _ = me
+                            .client
+                            .run(
+                                container.endpoint(),
+                                &serde_json::json!({"value": {}}),
+                                Duration::from_secs(2),
+                            )
+                            .await;
+                    }
                     let mut victims = Vec::new();
                     {
                         let mut st = me.state.lock().unwrap();
@@ -320,13 +371,15 @@ impl ContainerPool {
     }
 
     fn remove_expired(&self) {
-        let timeout = self.config.idle_timeout;
         let mut victims = Vec::new();
         {
             let mut st = self.state.lock().unwrap();
             let expired: Vec<usize> = (0..st.slots.len())
                 .rev()
-                .filter(|&i| st.slots[i].active == 0 && st.slots[i].last_used.elapsed() >= timeout)
+                .filter(|&i| {
+                    let s = &st.slots[i];
+                    s.active == 0 && s.last_used.elapsed() >= s.keep_alive
+                })
                 .collect();
             for i in expired {
                 let slot = st.slots.swap_remove(i);
@@ -471,9 +524,21 @@ impl ContainerPool {
             .map_err(|_| "The invoker is shutting down.".to_string())
     }
 
-    /// Ends a run on a healthy container: it stays warm for its action.
-    fn release(&self, container: &Arc<dyn Container>) {
+    /// The keep-alive windows of `action`'s idle containers.
+    fn windows(&self, action: &str) -> Windows {
+        match &self.config.keep_alive {
+            Some(policy) => policy.windows(action),
+            None => FixedKeepAlive(self.config.idle_timeout).windows(action),
+        }
+    }
+
+    /// Ends a run on a healthy container: it stays warm for its action, or, when the
+    /// keep-alive policy pre-warms the action and nothing else runs in it, it is removed now
+    /// and a new one is warmed for `job`'s action after the pre-warm window.
+    fn release(self: &Arc<Self>, container: &Arc<dyn Container>, job: &Job, want: &Want) {
+        let windows = self.windows(&want.key.action);
         let mut victims = Vec::new();
+        let mut prewarm = None;
         {
             let mut st = self.state.lock().unwrap();
             if st.closed {
@@ -481,8 +546,76 @@ impl ContainerPool {
             } else if let Some(s) = st.slot_mut(container) {
                 s.active -= 1;
                 s.last_used = Instant::now();
+                s.keep_alive = windows.keep_alive;
+                if let (0, Some(w)) = (s.active, windows.prewarm) {
+                    st.forget(container, want.memory_mb);
+                    victims.push(container.clone());
+                    prewarm = Some(w);
+                }
             }
             st.dispatch(self.config.user_memory_mb, &mut victims);
+        }
+        destroy_all(victims);
+        if let Some(w) = prewarm {
+            let me = self.clone();
+            let (job, want) = (job.clone(), want.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(w).await;
+                me.warm_up(&job, &want, windows.keep_alive).await;
+            });
+        }
+    }
+
+    /// Starts and initialises an idle container for `job`'s action if memory is free now
+    /// (never evicting, never waiting): the pre-warming of a keep-alive policy.
+    async fn warm_up(self: &Arc<Self>, job: &Job, want: &Want, keep_alive: Duration) {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.closed || st.used_mb + want.memory_mb > self.config.user_memory_mb {
+                return;
+            }
+            st.used_mb += want.memory_mb;
+        }
+        let action = &job.action;
+        let spec = self.spec(
+            &want.kind,
+            action.exec.image(),
+            want.memory_mb,
+            &format!("{}_{}", clean(&job.namespace), clean(&action.name)),
+        );
+        let container = match self.start_container(&spec).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-warm start failed");
+                return self.give_back(None, want.memory_mb);
+            }
+        };
+        let timeout = Duration::from_millis(action.limits.timeout);
+        let init = self.init(&container, job, timeout).await;
+        if !init.response.is_success() {
+            return self.give_back(Some(&container), want.memory_mb);
+        }
+        self.counters
+            .action_prewarms
+            .fetch_add(1, Ordering::Relaxed);
+        let mut victims = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.closed {
+                victims.push(container);
+            } else {
+                st.slots.push(Slot {
+                    key: want.key.clone(),
+                    container,
+                    memory_mb: want.memory_mb,
+                    active: 0,
+                    capacity: want.capacity,
+                    last_used: Instant::now(),
+                    keep_alive,
+                    phase: Phase::Ready,
+                });
+                st.dispatch(self.config.user_memory_mb, &mut victims);
+            }
         }
         destroy_all(victims);
     }
@@ -518,8 +651,11 @@ impl ContainerPool {
     /// Runs `job`: a warm container of the action if one has room, else a prewarmed one of its
     /// kind, else a new one (waiting for memory). User failures are data in the outcome; a
     /// failed container is destroyed.
-    pub async fn run(self: &Arc<Self>, job: Job) -> JobOutcome {
+    pub async fn run(self: &Arc<Self>, mut job: Job) -> JobOutcome {
         let action = job.action.clone();
+        if let Some(policy) = &self.config.keep_alive {
+            policy.invoked(&action.doc_id(), Instant::now());
+        }
         let memory = action.limits.memory;
         let timeout = Duration::from_millis(action.limits.timeout);
         let want = Want {
@@ -605,6 +741,7 @@ impl ContainerPool {
                     active: 1,
                     capacity: want.capacity,
                     last_used: Instant::now(),
+                    keep_alive: self.config.idle_timeout,
                     phase: Phase::Ready,
                 });
                 (container, Some(init_ms), kind)
@@ -612,10 +749,11 @@ impl ContainerPool {
         };
         let mut ctx = job.context.clone();
         ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
-        let run = self
-            .client
-            .run(container.endpoint(), &ctx.run_body(job.args), timeout)
-            .await;
+        let body = ctx.run_body(std::mem::take(&mut job.args));
+        let run = match container.in_process() {
+            Some(runtime) => runtime.run(&body, timeout).await,
+            None => self.client.run(container.endpoint(), &body, timeout).await,
+        };
         let run = oom_checked(&container, run).await;
         let end = now_ms();
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
@@ -630,7 +768,7 @@ impl ContainerPool {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
             self.give_back(Some(&container), memory);
         } else {
-            self.release(&container);
+            self.release(&container, &job, &want);
         }
         JobOutcome {
             response: run.response,
@@ -664,7 +802,10 @@ impl ContainerPool {
             exec.binary(),
             env,
         );
-        self.client.init(container.endpoint(), &body, timeout).await
+        match container.in_process() {
+            Some(runtime) => runtime.init(&body, timeout).await,
+            None => self.client.init(container.endpoint(), &body, timeout).await,
+        }
     }
 
     /// Collects the activation's logs: up to the sentinels for a healthy container (its own

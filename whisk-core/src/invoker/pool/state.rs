@@ -4,8 +4,8 @@
 use crate::executor::Container;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// Warm containers are reused only for the same invoking namespace and action revision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,6 +44,8 @@ pub(super) struct Slot {
     pub active: usize,
     pub capacity: usize,
     pub last_used: Instant,
+    /// Removed when idle this long (the keep-alive policy's window at its last release).
+    pub keep_alive: std::time::Duration,
     pub phase: Phase,
 }
 
