@@ -9,4 +9,5 @@ pub mod cli;
 pub mod cluster;
 pub mod feeds;
 pub mod sim;
+pub mod sim_report;
 pub mod standalone;

@@ -85,6 +85,40 @@ impl WarmAware {
         self.state.lock().unwrap().durations.get(action).copied()
     }
 
+    /// Forgets idle containers on `invoker`, least recently used first, until `memory_mb`
+    /// more fits in `cap` beside the containers believed there (as the pool evicts).
+    fn evict_for(
+        st: &mut State,
+        invoker: u32,
+        cap: u64,
+        memory_mb: u64,
+        now: Instant,
+        keep_alive: Duration,
+    ) {
+        let held: u64 = st
+            .warm
+            .iter()
+            .filter(|((inv, _), w)| {
+                *inv == invoker && (w.busy > 0 || now.duration_since(w.last_used) < keep_alive)
+            })
+            .map(|(_, w)| u64::from(w.containers.max(w.busy)) * w.memory_mb)
+            .sum();
+        let mut excess = (held + memory_mb).saturating_sub(cap);
+        while excess > 0 {
+            let Some(w) = st
+                .warm
+                .iter_mut()
+                .filter(|((inv, _), w)| *inv == invoker && w.idle(now, keep_alive) > 0)
+                .min_by_key(|(_, w)| w.last_used)
+                .map(|(_, w)| w)
+            else {
+                return;
+            };
+            w.containers -= 1;
+            excess = excess.saturating_sub(w.memory_mb);
+        }
+    }
+
     /// The invoker ids in `action`'s probe order: its home first (a stable hash of the name),
     /// then the others in id order after it.
     fn probe_order(action: &str, invokers: &[&InvokerView]) -> Vec<u32> {
@@ -165,6 +199,22 @@ impl Scheduler for WarmAware {
                     .max_by_key(|i| (i.free_memory_mb, std::cmp::Reverse(i.id)))
                     .map(|i| i.id)
             })?;
+        if warm != Some(chosen) {
+            // A new container: the invoker's pool evicts its least recently used idle
+            // containers when memory runs short; believe the same.
+            let cap = usable
+                .iter()
+                .find(|i| i.id == chosen)
+                .map_or(0, |i| i.user_memory_mb);
+            Self::evict_for(
+                &mut st,
+                chosen,
+                cap,
+                placement.memory_mb,
+                now,
+                self.keep_alive,
+            );
+        }
         let entry = st
             .warm
             .entry((chosen, placement.action.to_string()))

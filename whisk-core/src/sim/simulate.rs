@@ -16,7 +16,7 @@ use crate::entity::limits::ActionLimitsPut;
 use crate::entity::{
     ActivationId, AuthKey, Identity, RuntimeManifest, SystemLimits, WhiskAction, WhiskActionPut,
 };
-use crate::invoker::pool::{ContainerPool, KeepAlive, PoolConfig, PoolMetrics};
+use crate::invoker::pool::{ContainerPool, KeepAlive, PoolConfig, PoolMetrics, QueueOrder};
 use crate::invoker::{Invoker, InvokerConfig};
 use crate::loadbalancer::{Completed, LoadBalancer};
 use crate::message::{ActivationMessage, ControllerInstanceId, TransactionId};
@@ -47,6 +47,8 @@ pub struct SimConfig {
     pub stem_cells: Vec<StemCell>,
     /// How often idle memory is sampled for the memory-time figure.
     pub sample_every: Duration,
+    /// The order in which each pool serves runs waiting for memory.
+    pub queue: QueueOrder,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -57,6 +59,7 @@ impl std::fmt::Debug for SimConfig {
             .field("container_create", &self.container_create)
             .field("idle_timeout", &self.idle_timeout)
             .field("stem_cells", &self.stem_cells)
+            .field("queue", &self.queue)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +74,7 @@ impl Default for SimConfig {
             keep_alive: None,
             stem_cells: Vec::new(),
             sample_every: Duration::from_secs(1),
+            queue: QueueOrder::Fifo,
         }
     }
 }
@@ -232,6 +236,7 @@ async fn replay(
                 log_wait: Duration::ZERO,
                 stem_cells: config.stem_cells.clone(),
                 keep_alive: config.keep_alive.as_ref().map(|make| make()),
+                queue: config.queue,
                 ..PoolConfig::default()
             },
         );

@@ -7,6 +7,7 @@ mod keepalive;
 mod state;
 
 pub use keepalive::{FixedKeepAlive, HybridHistogram, KeepAlive, Windows};
+pub use state::QueueOrder;
 
 use crate::entity::{ActivationResponse, WhiskAction};
 use crate::executor::{Container, ContainerExecutor, ContainerSpec, ExecutorError};
@@ -49,6 +50,8 @@ pub struct PoolConfig {
     /// How long idle containers stay, per action; `None`: every one for `idle_timeout`
     /// (OpenWhisk's [`FixedKeepAlive`]).
     pub keep_alive: Option<Arc<dyn KeepAlive>>,
+    /// In which order runs waiting for memory are served.
+    pub queue: QueueOrder,
 }
 
 impl Default for PoolConfig {
@@ -63,6 +66,7 @@ impl Default for PoolConfig {
             api_host: "http://127.0.0.1:3233".into(),
             stem_cells: Vec::new(),
             keep_alive: None,
+            queue: QueueOrder::Fifo,
         }
     }
 }
@@ -219,11 +223,15 @@ impl ContainerPool {
         client: RuntimeClient,
         config: PoolConfig,
     ) -> Arc<Self> {
+        let state = State {
+            order: config.queue,
+            ..State::default()
+        };
         Arc::new(Self {
             executor,
             client,
             config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             counter: AtomicU64::new(0),
             counters: Counters::default(),
             start_ended: tokio::sync::Notify::new(),
@@ -517,6 +525,7 @@ impl ContainerPool {
             st.waiters.push_back(Waiter {
                 want: want.clone(),
                 tx,
+                since: Instant::now(),
             });
             rx
         };
@@ -756,6 +765,12 @@ impl ContainerPool {
         };
         let run = oom_checked(&container, run).await;
         let end = now_ms();
+        if self.config.queue != QueueOrder::Fifo {
+            self.state
+                .lock()
+                .unwrap()
+                .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
+        }
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
         let logs = self
             .collect_logs(&container, &action, run.container_failed, tagged)
