@@ -28,6 +28,20 @@ async fn platform(user_events: bool) -> Platform {
     .await
 }
 
+/// A platform with user events, a consumer of them, and action `hello`.
+async fn platform_with_hello() -> (Platform, Box<dyn Consumer>) {
+    let p = platform(true).await;
+    let consumer = events(&p).await;
+    p.action(
+        "hello",
+        "nodejs:20",
+        "function main() { return {greeting: 'hi'}; }",
+        json!({}),
+    )
+    .await;
+    (p, consumer)
+}
+
 /// Subscribes to the platform's `events` topic (a new group starts at the end).
 async fn events(p: &Platform) -> Box<dyn Consumer> {
     let bus = p.platform.bus();
@@ -134,15 +148,7 @@ fn assert_activation_event(e: &EventMessage, a: &Value, status_code: u8, user_co
 
 #[tokio::test]
 async fn activations_and_throttles_are_published() {
-    let p = platform(true).await;
-    let mut consumer = events(&p).await;
-    p.action(
-        "hello",
-        "nodejs:20",
-        "function main() { return {greeting: 'hi'}; }",
-        json!({}),
-    )
-    .await;
+    let (p, mut consumer) = platform_with_hello().await;
     p.action(
         "fails",
         "nodejs:20",
@@ -222,15 +228,7 @@ async fn activations_and_throttles_are_published() {
 
 #[tokio::test]
 async fn sequences_get_their_activation_event_from_the_controller() {
-    let p = platform(true).await;
-    let mut consumer = events(&p).await;
-    p.action(
-        "hello",
-        "nodejs:20",
-        "function main() { return {greeting: 'hi'}; }",
-        json!({}),
-    )
-    .await;
+    let (p, mut consumer) = platform_with_hello().await;
     let r = p
         .call(
             reqwest::Method::PUT,
