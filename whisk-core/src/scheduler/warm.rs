@@ -162,13 +162,11 @@ impl Scheduler for WarmAware {
                 .map(|(_, _, id)| id)
         };
         let any_fits = usable.iter().any(|i| fits(i));
-        // With room somewhere, a warm container where there is room; with none anywhere (all
-        // booked), a warm container anywhere: it needs no new memory.
-        let warm = if any_fits {
-            warm_among(&mut usable.iter().filter(|i| fits(i)))
-        } else {
-            warm_among(&mut usable.iter())
-        };
+        // Where there is room; when there is none anywhere (overload), the least loaded
+        // invoker queues the least, and a container believed idle may be busy or evicted.
+        let warm = any_fits
+            .then(|| warm_among(&mut usable.iter().filter(|i| fits(i))))
+            .flatten();
         // 2. A new container: along the action's probe order, the first invoker where it
         // fits without evicting other actions' idle containers, else the first where it fits.
         // 3. Else the least loaded.
