@@ -60,24 +60,7 @@ async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
         );
     }
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    // Wait until every invoker is up (discovered by pings, test action passed).
-    for _ in 0..1200 {
-        let states: serde_json::Value = http
-            .get(format!("{url}/invokers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let up = states
-            .as_object()
-            .map_or(0, |m| m.values().filter(|v| *v == "up").count());
-        if up == invokers as usize {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    whisk_benches::wait_invokers_up(&http, &url, invokers as usize).await;
     create_noop(&url).await;
     Cluster {
         controller,

@@ -261,3 +261,25 @@ pub fn bench_context() -> whisk_core::runtime::ActivationContext {
         deadline_ms: u64::MAX / 2,
     }
 }
+
+/// Waits (up to 2 minutes) until `n` invokers report `up` at `url`'s `/invokers` (discovered
+/// by their pings, the health test action passed).
+pub async fn wait_invokers_up(http: &reqwest::Client, url: &str, n: usize) {
+    for _ in 0..1200 {
+        let states: serde_json::Value = http
+            .get(format!("{url}/invokers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let up = states
+            .as_object()
+            .map_or(0, |m| m.values().filter(|v| *v == "up").count());
+        if up == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

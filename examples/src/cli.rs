@@ -82,6 +82,82 @@ impl StoreArgs {
     }
 }
 
+/// Which scheduler the load balancer asks where each activation runs (`--scheduler`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SchedulerChoice {
+    /// OpenWhisk's sharding container pool balancer: each action has a home invoker and a
+    /// fixed probe order ([`ShardingBalancer`](whisk_core::scheduler::ShardingBalancer)).
+    Sharding,
+    /// The usable invoker with the most free memory
+    /// ([`LeastLoaded`](whisk_core::scheduler::LeastLoaded)); the default.
+    #[default]
+    LeastLoaded,
+    /// whisk's warm-aware scheduler: an idle warm container first, then pack by action, then
+    /// least loaded ([`WarmAware`](whisk_core::scheduler::WarmAware)).
+    WarmAware,
+}
+
+impl SchedulerChoice {
+    /// Every choice, in `--scheduler`'s order.
+    pub const ALL: [SchedulerChoice; 3] = [
+        SchedulerChoice::Sharding,
+        SchedulerChoice::LeastLoaded,
+        SchedulerChoice::WarmAware,
+    ];
+
+    /// The flag value naming this choice (`sharding`, `least-loaded`, `warm-aware`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerChoice::Sharding => "sharding",
+            SchedulerChoice::LeastLoaded => "least-loaded",
+            SchedulerChoice::WarmAware => "warm-aware",
+        }
+    }
+
+    /// A fresh scheduler of this kind. `keep_alive` is how long the invokers keep an idle
+    /// container (their idle timeout); only the warm-aware scheduler uses it.
+    pub fn build(
+        self,
+        keep_alive: std::time::Duration,
+    ) -> std::sync::Arc<dyn whisk_core::scheduler::Scheduler> {
+        use whisk_core::scheduler::{LeastLoaded, ShardingBalancer, WarmAware};
+        match self {
+            SchedulerChoice::Sharding => std::sync::Arc::new(ShardingBalancer::default()),
+            SchedulerChoice::LeastLoaded => std::sync::Arc::new(LeastLoaded),
+            SchedulerChoice::WarmAware => std::sync::Arc::new(WarmAware::new(keep_alive)),
+        }
+    }
+}
+
+impl std::fmt::Display for SchedulerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SchedulerChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                format!("unknown scheduler '{s}' (expected sharding, least-loaded or warm-aware)")
+            })
+    }
+}
+
+/// `--scheduler`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct SchedulerArgs {
+    /// Where the load balancer places activations: `sharding` (OpenWhisk's sharding
+    /// balancer), `least-loaded` (most free memory) or `warm-aware` (idle warm container
+    /// first, then pack by action, then least loaded).
+    #[arg(long, value_enum, default_value_t = SchedulerChoice::LeastLoaded)]
+    pub scheduler: SchedulerChoice,
+}
+
 /// `--activation-retention` and `--namespace-retention`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RetentionArgs {

@@ -18,7 +18,6 @@ use whisk_core::invoker::{Invoker, InvokerConfig};
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::metrics::Metrics;
 use whisk_core::runtime::RuntimeClient;
-use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{Collection, Retention, Store, StoreError};
 use whisk_exec::docker::{DockerConfig, DockerExecutor};
 use whisk_exec::ProcessExecutor;
@@ -186,6 +185,40 @@ async fn executor(
     }
 }
 
+/// Settings of one controller ([`ControllerProcess::start_with`]).
+#[derive(Clone)]
+pub struct ControllerSettings {
+    /// Its id (its acknowledgements arrive on `completed{id}`).
+    pub id: u32,
+    /// The controller's configuration (its `id` is overridden by [`id`](Self::id)).
+    pub config: ControllerConfig,
+    /// The load balancer's settings (invoker health, forced completions).
+    pub balancer: LoadBalancerConfig,
+    /// Which scheduler places activations (default: least loaded).
+    pub scheduler: crate::cli::SchedulerChoice,
+    /// How long the invokers keep an idle container (their idle timeout, default 10 minutes,
+    /// the invokers' default): the warm-aware scheduler's keep-alive.
+    pub invoker_idle_timeout: Duration,
+    /// The feed provider (default: off).
+    pub feeds: crate::feeds::FeedSettings,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            config: ControllerConfig::default(),
+            balancer: LoadBalancerConfig::default(),
+            scheduler: crate::cli::SchedulerChoice::default(),
+            invoker_idle_timeout: InvokerSettings::default().idle_timeout,
+            feeds: crate::feeds::FeedSettings {
+                enabled: false,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// A running controller: load balancer (with invoker health), controller and REST API.
 pub struct ControllerProcess {
     /// The controller.
@@ -225,7 +258,34 @@ impl ControllerProcess {
         listener: tokio::net::TcpListener,
         feeds: &crate::feeds::FeedSettings,
     ) -> std::io::Result<Self> {
-        let lb = LoadBalancer::with_config(bus, Arc::new(LeastLoaded), id, balancer);
+        let settings = ControllerSettings {
+            id,
+            config,
+            balancer,
+            feeds: feeds.clone(),
+            ..ControllerSettings::default()
+        };
+        Self::start_with(store, bus, listener, settings).await
+    }
+
+    /// Starts a controller with every setting in `settings` (its scheduler among them),
+    /// serving the API on `listener`.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn MessageBus>,
+        listener: tokio::net::TcpListener,
+        settings: ControllerSettings,
+    ) -> std::io::Result<Self> {
+        let ControllerSettings {
+            id,
+            config,
+            balancer,
+            scheduler,
+            invoker_idle_timeout,
+            feeds,
+        } = settings;
+        let scheduler = scheduler.build(invoker_idle_timeout);
+        let lb = LoadBalancer::with_config(bus, scheduler, id, balancer);
         let mut tasks = vec![lb.start().await.map_err(std::io::Error::other)?];
         let retention = config.retention.clone();
         if retention.bounded() {
@@ -233,7 +293,7 @@ impl ControllerProcess {
         }
         let controller = Controller::new(store, lb, ControllerConfig { id, ..config });
         controller.prepare().await.map_err(std::io::Error::other)?;
-        let feeds = crate::feeds::start(controller.clone(), feeds).await?;
+        let feeds = crate::feeds::start(controller.clone(), &feeds).await?;
         let app = crate::feeds::router(controller.clone(), feeds.as_ref());
         let server = Server::start(listener, app)?;
         Ok(Self {

@@ -15,7 +15,6 @@ use whisk_core::entity::{RuntimeManifest, SystemLimits};
 use whisk_core::feeds::FeedProvider;
 use whisk_core::invoker::pool::ContainerPool;
 use whisk_core::loadbalancer::LoadBalancer;
-use whisk_core::scheduler::LeastLoaded;
 use whisk_core::store::{CacheConfig, CachingStore, Retention, Store, StoreError};
 use whisk_store::{CouchConfig, CouchStore, EmbeddedStore, MemoryStore};
 
@@ -79,6 +78,9 @@ pub struct StandaloneConfig {
     pub user_events: bool,
     /// The feed provider (on by default, on the system clock).
     pub feeds: crate::feeds::FeedSettings,
+    /// Which scheduler places activations (default: least loaded; the warm-aware one assumes
+    /// idle containers live [`idle_timeout`](Self::idle_timeout)).
+    pub scheduler: crate::cli::SchedulerChoice,
 }
 
 impl Default for StandaloneConfig {
@@ -100,6 +102,7 @@ impl Default for StandaloneConfig {
             unique_name: String::new(),
             user_events: false,
             feeds: crate::feeds::FeedSettings::default(),
+            scheduler: crate::cli::SchedulerChoice::default(),
         }
     }
 }
@@ -128,7 +131,7 @@ impl Standalone {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
 
-        let lb = LoadBalancer::new(bus.clone(), Arc::new(LeastLoaded), 0);
+        let lb = LoadBalancer::new(bus.clone(), config.scheduler.build(config.idle_timeout), 0);
         lb.add_invoker(0, config.user_memory_mb);
         let lb_task = lb.start().await.map_err(std::io::Error::other)?;
 

@@ -17,9 +17,9 @@ use whisk_core::store::{CacheConfig, CachingStore, Store};
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
-    RetentionArgs, UserEventsArgs,
+    RetentionArgs, SchedulerArgs, UserEventsArgs,
 };
-use whisk_examples::cluster::{seed_keys, ControllerProcess};
+use whisk_examples::cluster::{seed_keys, ControllerProcess, ControllerSettings};
 use whisk_store::CouchStore;
 
 /// whisk controller: the REST API and load balancer of a whisk cluster.
@@ -58,6 +58,13 @@ struct Args {
     /// recorded as a whisk internal error (default: OpenWhisk's max(limit, 60 s) x 2 + 60 s).
     #[arg(long)]
     forced_completion_after: Option<u64>,
+    /// Where activations are placed.
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    /// The invokers' `--idle-timeout` in seconds: how long the warm-aware scheduler assumes
+    /// an idle container stays warm.
+    #[arg(long, default_value_t = 600)]
+    invoker_idle_timeout: u64,
     /// Seconds without a ping after which an invoker is down.
     #[arg(long, default_value_t = 10)]
     ping_timeout: u64,
@@ -109,16 +116,21 @@ async fn main() -> std::io::Result<()> {
         enabled: args.feeds,
         ..Default::default()
     };
-    let process = ControllerProcess::start_with_feeds(
-        store, bus, args.id, config, balancer, listener, &feeds,
-    )
-    .await?;
+    let settings = ControllerSettings {
+        id: args.id,
+        config,
+        balancer,
+        scheduler: args.scheduler.scheduler,
+        invoker_idle_timeout: Duration::from_secs(args.invoker_idle_timeout),
+        feeds,
+    };
+    let process = ControllerProcess::start_with(store, bus, listener, settings).await?;
     let url = format!("http://{}", process.server.addr);
     say(&format!(
-        "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*)\n\
+        "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*, scheduler {})\n\
          invokers: curl {url}/invokers\n\
          wsk property set --apihost {url} --auth {GUEST_KEY}",
-        args.id, args.kafka.kafka_brokers, args.couch.couchdb_prefix
+        args.id, args.kafka.kafka_brokers, args.couch.couchdb_prefix, args.scheduler.scheduler
     ));
     terminated().await?;
     say("stopping");

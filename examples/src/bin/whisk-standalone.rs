@@ -10,7 +10,7 @@ use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
     init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
-    RetentionArgs, StoreArgs, UserEventsArgs,
+    RetentionArgs, SchedulerArgs, StoreArgs, UserEventsArgs,
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
@@ -27,6 +27,9 @@ struct Args {
     /// What runs the containers.
     #[command(flatten)]
     executor: ExecutorArgs,
+    /// Where activations are placed.
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
     /// Throttles and limits.
     #[command(flatten)]
     limits: LimitArgs,
@@ -71,6 +74,7 @@ async fn main() -> std::io::Result<()> {
         namespace_limits: args.limits.namespace_limits(),
         executor: args.executor.choice(),
         user_events: args.events.user_events,
+        scheduler: args.scheduler.scheduler,
         feeds: whisk_examples::feeds::FeedSettings {
             enabled: !args.no_feeds,
             ..Default::default()
@@ -80,7 +84,7 @@ async fn main() -> std::io::Result<()> {
     .await?;
     let url = format!("http://{}", platform.addr);
     say(&format!(
-        "whisk standalone listening on {url} (namespace guest, {} MB for containers)\n\
+        "whisk standalone listening on {url} (namespace guest, {} MB for containers, scheduler {})\n\
          try:\n  \
          curl -u {GUEST_KEY} -X PUT -H 'Content-Type: application/json' \\\n    \
          -d '{{\"exec\":{{\"kind\":\"nodejs:20\",\"code\":\"function main(p) {{ return {{greeting: \\\"hello \\\" + (p.name || \\\"world\\\")}}; }}\"}}}}' \\\n    \
@@ -88,7 +92,7 @@ async fn main() -> std::io::Result<()> {
          curl -u {GUEST_KEY} -X POST '{url}/api/v1/namespaces/_/actions/hello?blocking=true&result=true' \\\n    \
          -H 'Content-Type: application/json' -d '{{\"name\":\"whisk\"}}'\n\
          or point the wsk CLI at it: wsk property set --apihost {url} --auth {GUEST_KEY}",
-        args.pool.user_memory
+        args.pool.user_memory, args.scheduler.scheduler
     ));
     say(&match &store {
         StoreBackend::Memory => "store: memory (nothing is kept after exit)".to_string(),
