@@ -44,23 +44,13 @@ async fn cluster(bus: Arc<dyn MessageBus>, invokers: u32) -> Cluster {
     .await
     .unwrap();
     let url = format!("http://{}", controller.server.addr);
-    let mut procs = Vec::new();
-    for id in 0..invokers {
-        let settings = InvokerSettings {
-            id,
-            user_memory_mb: 256,
-            prewarm: false,
-            api_host: url.clone(),
-            ..InvokerSettings::default()
-        };
-        procs.push(
-            InvokerProcess::start(store.clone(), bus.clone(), settings)
-                .await
-                .unwrap(),
-        );
-    }
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    whisk_benches::wait_invokers_up(&http, &url, invokers as usize).await;
+    let settings = (0..invokers).map(|id| InvokerSettings {
+        id,
+        user_memory_mb: 256,
+        prewarm: false,
+        ..InvokerSettings::default()
+    });
+    let (procs, _) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
     create_noop(&url).await;
     Cluster {
         controller,

@@ -131,26 +131,16 @@ impl Platform {
                 .await
                 .unwrap();
         let url = format!("http://{}", controller.server.addr);
-        let mut procs = Vec::new();
-        for id in 0..invokers {
-            let settings = InvokerSettings {
-                id,
-                user_memory_mb: memory_mb,
-                idle_timeout: IDLE_TIMEOUT,
-                // As the simulator: no pausing within the keep-alive.
-                pause_grace: IDLE_TIMEOUT,
-                prewarm: false,
-                api_host: url.clone(),
-                ..InvokerSettings::default()
-            };
-            procs.push(
-                InvokerProcess::start(store.clone(), bus.clone(), settings)
-                    .await
-                    .unwrap(),
-            );
-        }
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        whisk_benches::wait_invokers_up(&http, &url, invokers as usize).await;
+        let settings = (0..invokers).map(|id| InvokerSettings {
+            id,
+            user_memory_mb: memory_mb,
+            idle_timeout: IDLE_TIMEOUT,
+            // As the simulator: no pausing within the keep-alive.
+            pause_grace: IDLE_TIMEOUT,
+            prewarm: false,
+            ..InvokerSettings::default()
+        });
+        let (procs, http) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
         Platform {
             controller,
             invokers: procs,

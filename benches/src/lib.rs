@@ -262,9 +262,32 @@ pub fn bench_context() -> whisk_core::runtime::ActivationContext {
     }
 }
 
-/// Waits (up to 2 minutes) until `n` invokers report `up` at `url`'s `/invokers` (discovered
-/// by their pings, the health test action passed).
-pub async fn wait_invokers_up(http: &reqwest::Client, url: &str, n: usize) {
+/// Starts one invoker per `settings` on `store` and `bus` (each told to call back the
+/// controller at `url`), then waits (up to 2 minutes) until the controller at `url` reports
+/// them all `up` (discovered by their pings, the health test action passed). Returns them
+/// and an HTTP client for the controller.
+pub async fn start_invokers(
+    store: &Arc<dyn whisk_core::store::Store>,
+    bus: &Arc<dyn MessageBus>,
+    url: &str,
+    settings: impl IntoIterator<Item = whisk_examples::cluster::InvokerSettings>,
+) -> (
+    Vec<whisk_examples::cluster::InvokerProcess>,
+    reqwest::Client,
+) {
+    let mut procs = Vec::new();
+    for s in settings {
+        let s = whisk_examples::cluster::InvokerSettings {
+            api_host: url.to_string(),
+            ..s
+        };
+        procs.push(
+            whisk_examples::cluster::InvokerProcess::start(store.clone(), bus.clone(), s)
+                .await
+                .unwrap(),
+        );
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..1200 {
         let states: serde_json::Value = http
             .get(format!("{url}/invokers"))
@@ -277,9 +300,10 @@ pub async fn wait_invokers_up(http: &reqwest::Client, url: &str, n: usize) {
         let up = states
             .as_object()
             .map_or(0, |m| m.values().filter(|v| *v == "up").count());
-        if up == n {
-            return;
+        if up == procs.len() {
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    (procs, http)
 }
