@@ -91,3 +91,47 @@ fn choices_parse_from_their_names() {
     assert_eq!(SchedulerChoice::default(), SchedulerChoice::LeastLoaded);
     assert!("random".parse::<SchedulerChoice>().is_err());
 }
+
+/// The invoker's pings on topic `health` carry its pool (whisk's extension of OpenWhisk's
+/// ping), which the warm-aware scheduler places by: after a run, its warm container is
+/// reported idle with its keep-alive left.
+#[tokio::test]
+async fn invoker_pings_report_their_warm_containers() {
+    use whisk_core::message::PingMessage;
+    let p = common::Platform::start().await;
+    p.action(
+        "reported",
+        "nodejs:20",
+        "function main() { return {}; }",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        p.invoke("reported", serde_json::json!({}), "").await.status,
+        200
+    );
+    let mut health = p
+        .platform
+        .bus()
+        .subscribe("health", "ping-reader")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let container = loop {
+        assert!(Instant::now() < deadline, "no ping reported the container");
+        let found = health
+            .poll(100, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|b| PingMessage::parse(b).ok()?.pool)
+            .flat_map(|pool| pool.containers)
+            .find(|c| c.action == "guest/reported" && !c.busy);
+        if let Some(c) = found {
+            break c;
+        }
+    };
+    assert_eq!(container.memory_mb, 256);
+    assert!(container.expires_in_ms > 0 && container.expires_in_ms <= 600_000);
+    assert!(container.expires_in_ms + container.idle_ms <= 600_000);
+}

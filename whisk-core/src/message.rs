@@ -177,6 +177,35 @@ pub struct PingMessage {
     /// Whether it accepts work; absent means enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_enabled: Option<bool>,
+    /// whisk's extension: the invoker's warm containers, for schedulers that place work by
+    /// them ([`Scheduler::invoker_report`](crate::scheduler::Scheduler::invoker_report)).
+    /// OpenWhisk's controllers ignore the field; absent from OpenWhisk's invokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolReport>,
+}
+
+/// What an invoker's container pool holds, as its pings report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolReport {
+    /// Each warm container (initialised for an action), busy or idle.
+    pub containers: Vec<ContainerReport>,
+}
+
+/// One warm container in a [`PoolReport`]. Times are relative, so the reader's clock need not
+/// agree with the invoker's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerReport {
+    /// The action it is initialised for, `ns/[pkg/]name`.
+    pub action: String,
+    /// Its memory, MB.
+    pub memory_mb: u64,
+    /// Whether it runs an activation now.
+    pub busy: bool,
+    /// Idle: ms since its last run ended (0 when busy).
+    pub idle_ms: u64,
+    /// Idle: ms until the keep-alive policy removes it (0 when busy).
+    pub expires_in_ms: u64,
 }
 
 impl PingMessage {
@@ -185,6 +214,7 @@ impl PingMessage {
         Self {
             name,
             is_enabled: Some(enabled),
+            pool: None,
         }
     }
 
@@ -661,6 +691,27 @@ mod tests {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["name"]["uniqueName"], "host-1");
         assert!(v.get("isEnabled").is_none());
+        // whisk's pool report rides along and round-trips; OpenWhisk's pings lack it.
+        let mut with_pool = PingMessage::new(InvokerInstanceId::new(2, 1024), true);
+        with_pool.pool = Some(PoolReport {
+            containers: vec![ContainerReport {
+                action: "guest/pkg/hello".into(),
+                memory_mb: 256,
+                busy: false,
+                idle_ms: 1500,
+                expires_in_ms: 598_500,
+            }],
+        });
+        let v = serde_json::to_value(&with_pool).unwrap();
+        assert_eq!(
+            v["pool"]["containers"][0],
+            serde_json::json!({"action": "guest/pkg/hello", "memoryMb": 256, "busy": false,
+                "idleMs": 1500, "expiresInMs": 598_500})
+        );
+        assert_eq!(
+            PingMessage::parse(&with_pool.to_bytes()).unwrap(),
+            with_pool
+        );
         let off = PingMessage::new(InvokerInstanceId::new(1, 256), false);
         assert_eq!(serde_json::to_value(&off).unwrap()["isEnabled"], false);
         assert!(!PingMessage::parse(&off.to_bytes())

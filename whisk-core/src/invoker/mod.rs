@@ -179,7 +179,8 @@ impl Invoker {
 
     /// Publishes one ping to topic `health`.
     async fn ping(&self, enabled: bool) -> Result<(), crate::bus::BusError> {
-        let ping = PingMessage::new(self.instance.clone(), enabled);
+        let mut ping = PingMessage::new(self.instance.clone(), enabled);
+        ping.pool = Some(self.pool.report());
         self.bus
             .publish(topics::HEALTH, ping.to_bytes().into())
             .await

@@ -275,19 +275,10 @@ impl LoadBalancer {
     /// usable at once and kept usable without pings (the supervision leaves it alone).
     pub fn add_invoker(&self, id: u32, user_memory_mb: u64) {
         let mut inv = self.invokers.lock().unwrap();
-        let view = InvokerView {
-            id,
-            usable: true,
-            user_memory_mb,
-            free_memory_mb: user_memory_mb,
-        };
+        let view = InvokerView::new(id, user_memory_mb, 0);
         match inv.iter_mut().find(|s| s.view.id == id) {
             Some(s) => {
-                let booked = s.view.user_memory_mb - s.view.free_memory_mb;
-                s.view = InvokerView {
-                    free_memory_mb: user_memory_mb.saturating_sub(booked),
-                    ..view
-                };
+                s.view = InvokerView::new(id, user_memory_mb, s.view.booked_memory_mb);
                 s.instance = InvokerInstanceId::new(id, user_memory_mb);
                 s.health = None;
             }
@@ -326,11 +317,14 @@ impl LoadBalancer {
             .count()
     }
 
-    /// Handles one ping received at `now`: discovers a new invoker (managed, starting
-    /// Unhealthy, with a test action on the way), or feeds a known managed one's health.
-    /// Pings of unmanaged invokers are ignored.
+    /// Handles one ping received at `now`: hands its pool report to the scheduler, then
+    /// discovers a new invoker (managed, starting Unhealthy, with a test action on the way),
+    /// or feeds a known managed one's health. Unmanaged invokers' health is not tracked.
     pub async fn on_ping(&self, ping: &PingMessage, now: Instant) {
         let id = ping.name.instance;
+        if let Some(report) = &ping.pool {
+            self.scheduler.invoker_report(id, report).await;
+        }
         let enabled = ping.invoker_enabled();
         let step = {
             let mut inv = self.invokers.lock().unwrap();
@@ -340,10 +334,8 @@ impl LoadBalancer {
                 if !inv.iter().any(|s| s.view.id == missing) {
                     inv.push(Slot {
                         view: InvokerView {
-                            id: missing,
                             usable: false,
-                            user_memory_mb: memory_mb,
-                            free_memory_mb: memory_mb,
+                            ..InvokerView::new(missing, memory_mb, 0)
                         },
                         instance: InvokerInstanceId::new(missing, memory_mb),
                         health: Some(InvokerHealth::offline(now)),
@@ -357,9 +349,8 @@ impl LoadBalancer {
                         let step = h.on_ping(enabled, now, &self.config.health);
                         if slot.instance != ping.name {
                             // Restarted, maybe with other memory or names.
-                            let booked = slot.view.user_memory_mb - slot.view.free_memory_mb;
                             slot.view.user_memory_mb = memory_mb;
-                            slot.view.free_memory_mb = memory_mb.saturating_sub(booked);
+                            slot.view.book(0);
                             slot.instance = ping.name.clone();
                         }
                         slot.apply(step)
@@ -371,10 +362,8 @@ impl LoadBalancer {
                     let step = h.on_ping(enabled, now, &self.config.health);
                     let mut slot = Slot {
                         view: InvokerView {
-                            id,
                             usable: false,
-                            user_memory_mb: memory_mb,
-                            free_memory_mb: memory_mb,
+                            ..InvokerView::new(id, memory_mb, 0)
                         },
                         instance: ping.name.clone(),
                         health: Some(h),
@@ -511,18 +500,15 @@ impl LoadBalancer {
         }
     }
 
-    /// Books `memory_mb` on `invoker`; overload is allowed, free memory saturates at zero.
+    /// Books `memory_mb` on `invoker`; overload is allowed (free memory saturates at zero,
+    /// the booking counts on).
     fn book(&self, invoker: u32, memory_mb: u64) {
-        self.with_invoker(invoker, |v| {
-            v.free_memory_mb = v.free_memory_mb.saturating_sub(memory_mb)
-        });
+        self.with_invoker(invoker, |v| v.book(memory_mb as i64));
     }
 
     /// Returns `memory_mb` booked on `invoker`.
     fn release(&self, invoker: u32, memory_mb: u64) {
-        self.with_invoker(invoker, |v| {
-            v.free_memory_mb = (v.free_memory_mb + memory_mb).min(v.user_memory_mb)
-        });
+        self.with_invoker(invoker, |v| v.book(-(memory_mb as i64)));
     }
 
     /// Releases what a finished activation booked.
@@ -1036,25 +1022,29 @@ mod tests {
         let test = bus.take("invoker0").pop().unwrap();
         lb.on_ack(health_ack(&test, 0, false)).await;
         let mut waiters = vec![];
-        for _ in 0..4 {
+        for _ in 0..5 {
             waiters.push(
                 lb.publish(&user_message(), 256, "nodejs:20", 100)
                     .await
                     .unwrap(),
             );
         }
-        assert_eq!(lb.in_flight(), 4);
+        assert_eq!(lb.in_flight(), 5);
+        // Overbooked: 1280 MB of 1024 booked, counted beyond the free memory's zero.
         assert_eq!(lb.invokers()[0].free_memory_mb, 0);
-        assert_eq!(lb.expire(Instant::now() + Duration::from_secs(1)).await, 4);
+        assert_eq!(lb.invokers()[0].booked_memory_mb, 1280);
+        assert_eq!(lb.invokers()[0].headroom_mb(), -256);
+        assert_eq!(lb.expire(Instant::now() + Duration::from_secs(1)).await, 5);
         assert_eq!(lb.in_flight(), 0);
         assert_eq!(lb.invokers()[0].free_memory_mb, 1024);
+        assert_eq!(lb.invokers()[0].booked_memory_mb, 0);
         for w in waiters {
             assert!(
                 w.await.is_err(),
                 "the waiter is dropped: the caller gets 202"
             );
         }
-        // The buffer was primed by the test action's success: four timeouts are > 3.
+        // The buffer was primed by the test action's success: five timeouts are > 3.
         assert_eq!(states(&lb)[0].1, "unresponsive");
         let tests: Vec<_> = bus
             .take("invoker0")
@@ -1063,6 +1053,40 @@ mod tests {
             .collect();
         // One after the first success (to clear the buffer), one on entering unresponsive.
         assert_eq!(tests.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn pool_reports_reach_the_scheduler() {
+        let bus = Arc::new(Recording::default());
+        let lb = LoadBalancer::new(
+            bus.clone(),
+            Arc::new(crate::scheduler::WarmAware::default()),
+            0,
+        );
+        lb.add_invoker(0, 1024);
+        lb.add_invoker(1, 1024);
+        // Two invokers report their pools; 1 has an idle container of guest/hello.
+        let mut ping = PingMessage::new(InvokerInstanceId::new(1, 1024), true);
+        ping.pool = Some(crate::message::PoolReport {
+            containers: vec![crate::message::ContainerReport {
+                action: "guest/hello".into(),
+                memory_mb: 256,
+                busy: false,
+                idle_ms: 5,
+                expires_in_ms: 60_000,
+            }],
+        });
+        let ping = PingMessage::parse(&ping.to_bytes()).unwrap();
+        lb.on_ping(&ping, Instant::now()).await;
+        let _w = lb
+            .publish(&user_message(), 256, "nodejs:20", 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            bus.take("invoker1").len(),
+            1,
+            "sent where the warm container is"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `Scheduler` trait: which invoker runs an activation.
 
+use crate::message::PoolReport;
 use async_trait::async_trait;
 
 mod warm;
@@ -17,8 +18,36 @@ pub struct InvokerView {
     pub usable: bool,
     /// Its user memory in MB.
     pub user_memory_mb: u64,
-    /// Memory not booked by in-flight activations, in MB.
+    /// Memory not booked by in-flight activations, in MB (zero when overbooked).
     pub free_memory_mb: u64,
+    /// Memory booked by in-flight activations, in MB; more than `user_memory_mb` when the
+    /// invoker is overloaded (its pool queues the excess).
+    pub booked_memory_mb: u64,
+}
+
+impl InvokerView {
+    /// A usable invoker with `user_memory_mb` of which `booked_memory_mb` is booked.
+    pub fn new(id: u32, user_memory_mb: u64, booked_memory_mb: u64) -> Self {
+        Self {
+            id,
+            usable: true,
+            user_memory_mb,
+            free_memory_mb: user_memory_mb.saturating_sub(booked_memory_mb),
+            booked_memory_mb,
+        }
+    }
+
+    /// Unbooked memory in MB, negative when overbooked: the least loaded invoker has the
+    /// most, also under overload.
+    pub fn headroom_mb(&self) -> i64 {
+        self.user_memory_mb as i64 - self.booked_memory_mb as i64
+    }
+
+    /// Books (`delta_mb` > 0) or returns (< 0) memory of in-flight activations.
+    pub fn book(&mut self, delta_mb: i64) {
+        self.booked_memory_mb = self.booked_memory_mb.saturating_add_signed(delta_mb);
+        self.free_memory_mb = self.user_memory_mb.saturating_sub(self.booked_memory_mb);
+    }
 }
 
 /// The activation to place.
@@ -61,9 +90,14 @@ pub trait Scheduler: Send + Sync + 'static {
 
     /// Called for every completion.
     async fn completed(&self, _completion: &Completion<'_>) {}
+
+    /// Called with what `invoker` reported of its container pool in a ping (whisk's
+    /// invokers report it; OpenWhisk's do not).
+    async fn invoker_report(&self, _invoker: u32, _report: &PoolReport) {}
 }
 
-/// Places each activation on the usable invoker with the most free memory (lowest id on ties).
+/// Places each activation on the usable invoker with the most unbooked memory, counting
+/// overbooking under overload (lowest id on ties).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LeastLoaded;
 
@@ -73,7 +107,7 @@ impl Scheduler for LeastLoaded {
         invokers
             .iter()
             .filter(|i| i.usable)
-            .min_by_key(|i| (std::cmp::Reverse(i.free_memory_mb), i.id))
+            .min_by_key(|i| (std::cmp::Reverse(i.headroom_mb()), i.id))
             .map(|i| i.id)
     }
 }
@@ -84,10 +118,8 @@ mod tests {
 
     fn inv(id: u32, usable: bool, free: u64) -> InvokerView {
         InvokerView {
-            id,
             usable,
-            user_memory_mb: 1024,
-            free_memory_mb: free,
+            ..InvokerView::new(id, 1024, 1024 - free)
         }
     }
 
@@ -111,5 +143,11 @@ mod tests {
             Some(0)
         );
         assert_eq!(s.schedule(&p, &[inv(0, false, 100)]).await, None);
+        // Under overload (no free memory anywhere) the least overbooked one.
+        let over = [
+            InvokerView::new(0, 1024, 2048),
+            InvokerView::new(1, 1024, 1280),
+        ];
+        assert_eq!(s.schedule(&p, &over).await, Some(1));
     }
 }

@@ -140,7 +140,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 ///
 /// let balancer = ShardingBalancer::new().with_controller_cluster_size(2);
 /// let invokers: Vec<InvokerView> = (0..5)
-///     .map(|id| InvokerView { id, usable: true, user_memory_mb: 2048, free_memory_mb: 2048 })
+///     .map(|id| InvokerView::new(id, 2048, 0))
 ///     .collect();
 /// let placement = Placement {
 ///     namespace: "guest",
@@ -335,10 +335,8 @@ mod tests {
 
     fn inv(id: u32, usable: bool, free: u64) -> InvokerView {
         InvokerView {
-            id,
             usable,
-            user_memory_mb: MB,
-            free_memory_mb: free,
+            ..InvokerView::new(id, MB, MB - free)
         }
     }
 

@@ -1,24 +1,29 @@
-//! whisk's own scheduler: warm first, then pack by action, then least loaded.
+//! whisk's own scheduler: warm first, then where a new container costs the least.
 //!
-//! It learns from completions where each action has warm containers (a completion with an
-//! `/init` time means a new container of that action now exists on that invoker) and how long
-//! it runs, and places each activation:
+//! It keeps a picture of every invoker's pool: per action, the idle warm containers with when
+//! each was last used and when its keep-alive ends (the load balancer's booking tells what
+//! in-flight activations hold). The picture is rebuilt from each invoker's [`PoolReport`] (sent with
+//! its pings, every second by default) and kept current in between from its own placements
+//! and the completions: a completed activation leaves an idle container behind, a new
+//! container evicts the least recently used idle ones as the pool does. It places each
+//! activation:
 //!
-//! 1. **Warm**: on an invoker with room that has more containers of the action than activations
-//!    of it in flight there, i.e. an idle warm container, preferring the most idle ones. A
-//!    container is assumed gone after [`WarmAware::keep_alive`] without use (the invokers'
-//!    keep-alive).
-//! 2. **Pack** (low load): on the action's home invoker, or the next one with room in a fixed
-//!    probe order derived from the action's name, so one action's containers gather on few
-//!    invokers and later calls find them warm (as OpenWhisk's sharding balancer does; unlike
-//!    it, step 1 first uses warm containers wherever they are).
-//! 3. **Least loaded** (high load): when no invoker has room, the usable invoker with the most
+//! 1. **Warm**: on an invoker with room that has an idle container of the action, the one
+//!    with the most of them.
+//! 2. **New container**: on an invoker where it fits beside the containers there without
+//!    evicting any, the first in a fixed probe order derived from the action's name (so an
+//!    action's containers gather on few invokers); when every invoker would have to evict,
+//!    on the one whose evicted containers are the least recently used, so the invokers
+//!    together evict as one pool of their joint memory would (least recently used first),
+//!    instead of each evicting its own newest containers while others hold old ones.
+//! 3. **Least loaded** (overload): when no invoker has room, the usable invoker with the most
 //!    free memory, which queues the least.
 //!
 //! Recent run times per action (an exponentially weighted mean) are kept for callers that
 //! order work by predicted run time ([`WarmAware::predicted_ms`]).
 
 use super::{Completion, InvokerView, Placement, Scheduler};
+use crate::message::PoolReport;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,38 +33,51 @@ use tokio::time::Instant;
 /// The warm-aware scheduler.
 #[derive(Debug)]
 pub struct WarmAware {
-    /// How long an idle container is assumed to stay on its invoker (match the invokers'
-    /// keep-alive; OpenWhisk's default idle timeout is 10 minutes).
+    /// How long an idle container is assumed to stay on its invoker until the invoker's next
+    /// report says otherwise (match the invokers' keep-alive; OpenWhisk's default idle
+    /// timeout is 10 minutes).
     pub keep_alive: Duration,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// Per (invoker, action): containers believed warm, activations in flight, last use.
-    warm: HashMap<(u32, String), Warm>,
+    /// Per invoker, per action (`ns/[pkg/]name`): what is believed there.
+    pools: HashMap<u32, HashMap<String, Held>>,
     /// Per action: the weighted mean run time in ms.
     durations: HashMap<String, f64>,
 }
 
-#[derive(Debug)]
-struct Warm {
-    containers: u32,
-    busy: u32,
-    last_used: Instant,
+/// One action's share of one invoker's pool.
+#[derive(Debug, Default)]
+struct Held {
+    /// Memory of each of its containers, MB.
     memory_mb: u64,
+    /// Idle warm containers.
+    idle: Vec<Idle>,
 }
 
-impl Warm {
-    /// Containers believed idle on the invoker at `now`.
-    fn idle(&self, now: Instant, keep_alive: Duration) -> u32 {
-        let alive = self.busy > 0 || now.duration_since(self.last_used) < keep_alive;
-        if alive {
-            self.containers.saturating_sub(self.busy)
-        } else {
-            0
-        }
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    last_used: Instant,
+    expires: Instant,
+}
+
+impl Held {
+    fn idle_at(&self, now: Instant) -> impl Iterator<Item = &Idle> {
+        self.idle.iter().filter(move |i| i.expires > now)
     }
+}
+
+/// What starting a new container on an invoker would evict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Eviction {
+    /// Nothing: it fits beside what is there.
+    None,
+    /// Idle containers, the newest of them last used at this instant.
+    Newest(Instant),
+    /// It does not fit even with every idle container gone.
+    Impossible,
 }
 
 /// Weight of the newest run time in the mean.
@@ -72,7 +90,7 @@ impl Default for WarmAware {
 }
 
 impl WarmAware {
-    /// A scheduler assuming idle containers live `keep_alive`.
+    /// A scheduler assuming idle containers live `keep_alive` (until reported otherwise).
     pub fn new(keep_alive: Duration) -> Self {
         Self {
             keep_alive,
@@ -85,37 +103,74 @@ impl WarmAware {
         self.state.lock().unwrap().durations.get(action).copied()
     }
 
-    /// Forgets idle containers on `invoker`, least recently used first, until `memory_mb`
-    /// more fits in `cap` beside the containers believed there (as the pool evicts).
-    fn evict_for(
-        st: &mut State,
-        invoker: u32,
-        cap: u64,
+    /// The idle containers of `pool` in the order its pool evicts them (least recently used
+    /// first), with their actions.
+    fn eviction_order(pool: &HashMap<String, Held>, now: Instant) -> Vec<(&str, Idle)> {
+        let mut idle: Vec<(&str, Idle)> = pool
+            .iter()
+            .flat_map(|(a, h)| h.idle_at(now).map(move |i| (a.as_str(), *i)))
+            .collect();
+        idle.sort_by_key(|(_, i)| i.last_used);
+        idle
+    }
+
+    /// Memory a new `memory_mb` container on `invoker` needs beyond its user memory: the
+    /// booked in-flight activations and the idle containers believed there leave too little.
+    fn excess_mb(
+        pool: &HashMap<String, Held>,
+        invoker: &InvokerView,
         memory_mb: u64,
         now: Instant,
-        keep_alive: Duration,
-    ) {
-        let held: u64 = st
-            .warm
-            .iter()
-            .filter(|((inv, _), w)| {
-                *inv == invoker && (w.busy > 0 || now.duration_since(w.last_used) < keep_alive)
-            })
-            .map(|(_, w)| u64::from(w.containers.max(w.busy)) * w.memory_mb)
+    ) -> u64 {
+        let idle: u64 = pool
+            .values()
+            .map(|h| h.idle_at(now).count() as u64 * h.memory_mb)
             .sum();
-        let mut excess = (held + memory_mb).saturating_sub(cap);
-        while excess > 0 {
-            let Some(w) = st
-                .warm
-                .iter_mut()
-                .filter(|((inv, _), w)| *inv == invoker && w.idle(now, keep_alive) > 0)
-                .min_by_key(|(_, w)| w.last_used)
-                .map(|(_, w)| w)
-            else {
-                return;
-            };
-            w.containers -= 1;
-            excess = excess.saturating_sub(w.memory_mb);
+        (invoker.booked_memory_mb + idle + memory_mb).saturating_sub(invoker.user_memory_mb)
+    }
+
+    /// What a new `memory_mb` container on `invoker` would evict.
+    fn eviction(
+        pool: &HashMap<String, Held>,
+        invoker: &InvokerView,
+        memory_mb: u64,
+        now: Instant,
+    ) -> Eviction {
+        let mut excess = Self::excess_mb(pool, invoker, memory_mb, now);
+        if excess == 0 {
+            return Eviction::None;
+        }
+        for (action, idle) in Self::eviction_order(pool, now) {
+            excess = excess.saturating_sub(pool[action].memory_mb);
+            if excess == 0 {
+                return Eviction::Newest(idle.last_used);
+            }
+        }
+        Eviction::Impossible
+    }
+
+    /// Forgets the idle containers of `pool` its invoker evicts for a new `memory_mb` one.
+    fn evict(
+        pool: &mut HashMap<String, Held>,
+        invoker: &InvokerView,
+        memory_mb: u64,
+        now: Instant,
+    ) {
+        let mut excess = Self::excess_mb(pool, invoker, memory_mb, now);
+        let victims: Vec<(String, Instant)> = Self::eviction_order(pool, now)
+            .into_iter()
+            .take_while(|(action, _)| {
+                let before = excess;
+                excess = excess.saturating_sub(pool[*action].memory_mb);
+                before > 0
+            })
+            .map(|(a, i)| (a.to_string(), i.last_used))
+            .collect();
+        for (action, last_used) in victims {
+            let held = pool.get_mut(&action).expect("victim of a listed action");
+            if let Some(at) = held.idle.iter().position(|i| i.last_used == last_used) {
+                held.idle.swap_remove(at);
+            }
         }
     }
 
@@ -149,98 +204,119 @@ impl Scheduler for WarmAware {
         }
         let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        let fits = |i: &InvokerView| i.free_memory_mb >= placement.memory_mb;
+        let fits = |i: &&InvokerView| i.free_memory_mb >= placement.memory_mb;
+        let empty = HashMap::new();
         // 1. An idle warm container with room around it.
-        let warm_among = |candidates: &mut dyn Iterator<Item = &&InvokerView>| {
-            candidates
-                .filter_map(|i| {
-                    let w = st.warm.get(&(i.id, placement.action.to_string()))?;
-                    let idle = w.idle(now, self.keep_alive);
-                    (idle > 0).then_some((idle, i.free_memory_mb, i.id))
-                })
-                .max_by_key(|&(idle, free, id)| (idle, free, std::cmp::Reverse(id)))
-                .map(|(_, _, id)| id)
-        };
-        let any_fits = usable.iter().any(|i| fits(i));
-        // Where there is room; when there is none anywhere (overload), the least loaded
-        // invoker queues the least, and a container believed idle may be busy or evicted.
-        let warm = any_fits
-            .then(|| warm_among(&mut usable.iter().filter(|i| fits(i))))
-            .flatten();
-        // 2. A new container: along the action's probe order, the first invoker where it
-        // fits without evicting other actions' idle containers, else the first where it fits.
-        // 3. Else the least loaded.
-        let idle_mb = |id: u32| -> u64 {
-            st.warm
-                .iter()
-                .filter(|((inv, _), _)| *inv == id)
-                .map(|(_, w)| u64::from(w.idle(now, self.keep_alive)) * w.memory_mb)
-                .sum()
-        };
-        let chosen = warm
-            .or_else(|| {
-                let order = Self::probe_order(placement.action, &usable);
-                let view = |id: u32| usable.iter().find(|i| i.id == id).copied();
-                order
-                    .iter()
-                    .copied()
-                    .find(|&id| {
-                        view(id).is_some_and(|i| {
-                            i.free_memory_mb.saturating_sub(idle_mb(id)) >= placement.memory_mb
-                        })
-                    })
-                    .or_else(|| order.into_iter().find(|&id| view(id).is_some_and(fits)))
+        let warm = usable
+            .iter()
+            .filter(|i| fits(i))
+            .filter_map(|i| {
+                let idle = st
+                    .pools
+                    .get(&i.id)?
+                    .get(placement.action)?
+                    .idle_at(now)
+                    .count();
+                (idle > 0).then_some((idle, i.free_memory_mb, i.id))
             })
-            .or_else(|| {
-                usable
+            .max_by_key(|&(idle, free, id)| (idle, free, std::cmp::Reverse(id)))
+            .map(|(_, _, id)| id);
+        // 2. A new container where it evicts nothing (probe order), else where it evicts
+        // the least recently used.
+        let new = || {
+            let mut best: Option<(Eviction, u32)> = None;
+            for id in Self::probe_order(placement.action, &usable) {
+                let view = usable
                     .iter()
-                    .max_by_key(|i| (i.free_memory_mb, std::cmp::Reverse(i.id)))
-                    .map(|i| i.id)
-            })?;
-        if warm != Some(chosen) {
-            // A new container: the invoker's pool evicts its least recently used idle
-            // containers when memory runs short; believe the same.
-            let cap = usable
+                    .find(|i| i.id == id)
+                    .expect("probed id is usable");
+                if !fits(view) {
+                    continue;
+                }
+                let pool = st.pools.get(&id).unwrap_or(&empty);
+                let e = Self::eviction(pool, view, placement.memory_mb, now);
+                let better = match (best, e) {
+                    (_, Eviction::Impossible) => false,
+                    (None, _) => true,
+                    (Some((Eviction::Newest(_), _)), Eviction::None) => true,
+                    (Some((Eviction::Newest(b), _)), Eviction::Newest(t)) => t < b,
+                    _ => false,
+                };
+                if better {
+                    best = Some((e, id));
+                }
+            }
+            best.map(|(_, id)| id)
+        };
+        // 3. Else the least loaded.
+        let chosen = warm.or_else(new).or_else(|| {
+            usable
                 .iter()
-                .find(|i| i.id == chosen)
-                .map_or(0, |i| i.user_memory_mb);
-            Self::evict_for(
-                &mut st,
-                chosen,
-                cap,
-                placement.memory_mb,
-                now,
-                self.keep_alive,
-            );
+                .max_by_key(|i| (i.headroom_mb(), std::cmp::Reverse(i.id)))
+                .map(|i| i.id)
+        })?;
+        let view = *usable
+            .iter()
+            .find(|i| i.id == chosen)
+            .expect("chosen is usable");
+        let pool = st.pools.entry(chosen).or_default();
+        if warm == Some(chosen) {
+            let held = pool.get_mut(placement.action).expect("warm action is held");
+            let newest = held
+                .idle
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.expires > now)
+                .max_by_key(|(_, i)| i.last_used)
+                .map(|(at, _)| at)
+                .expect("warm action has an idle container");
+            held.idle.swap_remove(newest);
+        } else {
+            Self::evict(pool, view, placement.memory_mb, now);
         }
-        let entry = st
-            .warm
-            .entry((chosen, placement.action.to_string()))
-            .or_insert(Warm {
-                containers: 0,
-                busy: 0,
-                last_used: now,
-                memory_mb: placement.memory_mb,
-            });
-        if entry.busy == 0 && now.duration_since(entry.last_used) >= self.keep_alive {
-            entry.containers = 0;
-        }
-        entry.busy += 1;
+        let held = pool.entry(placement.action.to_string()).or_default();
+        held.memory_mb = placement.memory_mb;
         Some(chosen)
     }
 
     async fn completed(&self, c: &Completion<'_>) {
+        let now = Instant::now();
         let mut st = self.state.lock().unwrap();
-        if let Some(w) = st.warm.get_mut(&(c.invoker, c.action.to_string())) {
-            w.busy = w.busy.saturating_sub(1);
-            if c.init_ms.is_some() && !c.system_error {
-                w.containers += 1;
+        if let Some(held) = st
+            .pools
+            .get_mut(&c.invoker)
+            .and_then(|p| p.get_mut(c.action))
+        {
+            held.idle.retain(|i| i.expires > now);
+            if !c.system_error {
+                held.idle.push(Idle {
+                    last_used: now,
+                    expires: now + self.keep_alive,
+                });
             }
-            w.last_used = Instant::now();
         }
         if let Some(d) = c.duration_ms {
             let mean = st.durations.entry(c.action.to_string()).or_insert(d as f64);
             *mean += EWMA_WEIGHT * (d as f64 - *mean);
+        }
+    }
+
+    async fn invoker_report(&self, invoker: u32, report: &PoolReport) {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap();
+        let pool = st.pools.entry(invoker).or_default();
+        for held in pool.values_mut() {
+            held.idle.clear();
+        }
+        for c in report.containers.iter().filter(|c| !c.busy) {
+            let held = pool.entry(c.action.clone()).or_default();
+            held.memory_mb = c.memory_mb;
+            held.idle.push(Idle {
+                last_used: now
+                    .checked_sub(Duration::from_millis(c.idle_ms))
+                    .unwrap_or(now),
+                expires: now + Duration::from_millis(c.expires_in_ms),
+            });
         }
     }
 }
@@ -250,12 +326,7 @@ mod tests {
     use super::*;
 
     fn inv(id: u32, free: u64) -> InvokerView {
-        InvokerView {
-            id,
-            usable: true,
-            user_memory_mb: 1024,
-            free_memory_mb: free,
-        }
+        InvokerView::new(id, 1024, 1024 - free)
     }
 
     fn place(action: &str) -> Placement<'_> {
@@ -359,5 +430,99 @@ mod tests {
         c.duration_ms = Some(200);
         s.completed(&c).await;
         assert_eq!(s.predicted_ms("ns/a"), Some(130.0));
+    }
+
+    fn report(containers: &[(&str, bool, u64, u64)]) -> PoolReport {
+        PoolReport {
+            containers: containers
+                .iter()
+                .map(
+                    |&(action, busy, idle_ms, expires_in_ms)| crate::message::ContainerReport {
+                        action: action.to_string(),
+                        memory_mb: 256,
+                        busy,
+                        idle_ms,
+                        expires_in_ms,
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn invoker_reports_replace_what_is_believed() {
+        let s = WarmAware::default();
+        let invokers = [inv(0, 1024), inv(1, 1024), inv(2, 1024)];
+        let views: Vec<&InvokerView> = invokers.iter().collect();
+        let home = WarmAware::probe_order("ns/a", &views)[0];
+        let other = (home + 1) % 3;
+        // An invoker reports an idle container of `a` this scheduler never placed there
+        // (another controller did): the next `a` goes there, not to a's home.
+        s.invoker_report(
+            other,
+            &report(&[("ns/a", false, 1000, 60_000), ("ns/b", true, 0, 0)]),
+        )
+        .await;
+        assert_eq!(s.schedule(&place("ns/a"), &invokers).await, Some(other));
+        s.completed(&done(other, "ns/a", false)).await;
+        // It reports the container gone (evicted, or its keep-alive ended): back to the home.
+        s.invoker_report(other, &report(&[("ns/b", false, 10, 60_000)]))
+            .await;
+        assert_eq!(s.schedule(&place("ns/a"), &invokers).await, Some(home));
+        // A reported container whose keep-alive ends is not used after it ends: c's home is
+        // full, its container was on the last invoker in its probe order, c goes to the
+        // second.
+        tokio::time::pause();
+        let order = WarmAware::probe_order("ns/c", &views);
+        s.invoker_report(order[2], &report(&[("ns/c", false, 0, 5_000)]))
+            .await;
+        let mut c_home_full = invokers.clone();
+        c_home_full[order[0] as usize] = InvokerView::new(order[0], 1024, 1024);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            s.schedule(&place("ns/c"), &c_home_full).await,
+            Some(order[2])
+        );
+        s.completed(&done(order[2], "ns/c", false)).await;
+        s.invoker_report(order[2], &report(&[("ns/c", false, 0, 5_000)]))
+            .await;
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(
+            s.schedule(&place("ns/c"), &c_home_full).await,
+            Some(order[1])
+        );
+    }
+
+    #[tokio::test]
+    async fn when_every_invoker_must_evict_the_least_recently_used_go() {
+        tokio::time::pause();
+        let s = WarmAware::default();
+        // Two full invokers of 512 MB: 0 holds containers last used 60 s and 50 s ago, 1 holds
+        // ones used 30 s and 10 s ago. A new 256 MB container evicts the oldest: on 0.
+        let invokers = [InvokerView::new(0, 512, 0), InvokerView::new(1, 512, 0)];
+        s.invoker_report(
+            0,
+            &report(&[
+                ("ns/x", false, 60_000, 540_000),
+                ("ns/y", false, 50_000, 550_000),
+            ]),
+        )
+        .await;
+        s.invoker_report(
+            1,
+            &report(&[
+                ("ns/p", false, 30_000, 570_000),
+                ("ns/q", false, 10_000, 590_000),
+            ]),
+        )
+        .await;
+        assert_eq!(s.schedule(&place("ns/new"), &invokers).await, Some(0));
+        // 0 evicted x (its least recently used): y is still believed warm there, x is not.
+        assert_eq!(s.schedule(&place("ns/y"), &invokers).await, Some(0));
+        let x = s.schedule(&place("ns/x"), &invokers).await.unwrap();
+        s.completed(&done(x, "ns/x", true)).await;
+        // Now 1 holds the least recently used containers (p, q): the next new one goes there.
+        let invokers = [InvokerView::new(0, 512, 256), InvokerView::new(1, 512, 0)];
+        assert_eq!(s.schedule(&place("ns/other"), &invokers).await, Some(1));
     }
 }

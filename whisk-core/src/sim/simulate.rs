@@ -245,7 +245,7 @@ async fn replay(
             bus.clone(),
             pool.clone(),
             InvokerConfig {
-                ping_interval: Duration::from_secs(10),
+                ping_interval: Duration::from_secs(1),
                 ..InvokerConfig::default()
             },
         );

@@ -272,6 +272,35 @@ impl ContainerPool {
         warm + st.stems.iter().map(|s| s.memory_mb).sum::<u64>()
     }
 
+    /// Its warm containers, as the invoker's pings report them to schedulers.
+    pub fn report(&self) -> crate::message::PoolReport {
+        let st = self.state.lock().unwrap();
+        let containers = st
+            .slots
+            .iter()
+            .map(|s| {
+                let busy = s.active > 0;
+                let idle = if busy {
+                    Duration::ZERO
+                } else {
+                    s.last_used.elapsed()
+                };
+                crate::message::ContainerReport {
+                    action: s.key.action.clone(),
+                    memory_mb: s.memory_mb,
+                    busy,
+                    idle_ms: idle.as_millis() as u64,
+                    expires_in_ms: if busy {
+                        0
+                    } else {
+                        s.keep_alive.saturating_sub(idle).as_millis() as u64
+                    },
+                }
+            })
+            .collect();
+        crate::message::PoolReport { containers }
+    }
+
     /// Number of live containers (warm, busy or prewarmed).
     pub fn live_count(&self) -> usize {
         self.state.lock().unwrap().live.len()
