@@ -294,7 +294,9 @@ async fn live(trace: &Trace, scheduler: SchedulerChoice) -> Live {
 fn sim_stats(r: &SimReport) -> Stats {
     Stats {
         p50_us: r.latency_ms[0] * 1000.0,
+        p95_us: r.latency_ms[1] * 1000.0,
         p99_us: r.latency_ms[2] * 1000.0,
+        max_us: r.latency_ms[3] * 1000.0,
         per_sec: r.throughput,
         count: r.invocations,
     }

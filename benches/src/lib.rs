@@ -17,8 +17,12 @@ use whisk_core::entity::identity::GUEST_KEY;
 pub struct Stats {
     /// Median latency in µs.
     pub p50_us: f64,
+    /// 95th percentile latency in µs.
+    pub p95_us: f64,
     /// 99th percentile latency in µs.
     pub p99_us: f64,
+    /// Highest latency in µs.
+    pub max_us: f64,
     /// Completed requests per second.
     pub per_sec: f64,
     /// Requests completed.
@@ -37,8 +41,7 @@ where
     let runs = (0..clients).map(|_| {
         let op = op.clone();
         async move {
-            let mut h =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut h = new_histogram();
             for _ in 0..per_client {
                 if started.elapsed() > max_time {
                     break;
@@ -53,16 +56,63 @@ where
     });
     let hists = join_all(runs).await;
     let elapsed = started.elapsed();
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut all = new_histogram();
     for h in &hists {
         all.add(h).expect("same bounds");
     }
+    from_histogram(&all, elapsed)
+}
+
+/// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// The statistics of latencies (µs) recorded in `h` over `elapsed`.
+pub fn from_histogram(h: &Histogram<u64>, elapsed: Duration) -> Stats {
     Stats {
-        p50_us: all.value_at_quantile(0.50) as f64,
-        p99_us: all.value_at_quantile(0.99) as f64,
-        per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        count: all.len(),
+        p50_us: h.value_at_quantile(0.50) as f64,
+        p95_us: h.value_at_quantile(0.95) as f64,
+        p99_us: h.value_at_quantile(0.99) as f64,
+        max_us: h.max() as f64,
+        per_sec: h.len() as f64 / elapsed.as_secs_f64(),
+        count: h.len(),
     }
+}
+
+/// Calls `op` at a fixed offered `rate` per second for `duration` (open loop: a call starts on
+/// schedule whether or not earlier ones finished) and returns the latency statistics, each
+/// latency counted from the call's scheduled start so a stalled server is not hidden
+/// (no coordinated omission). Throughput is completions over the time until the last one.
+pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, op: F) -> Stats
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let hist = Arc::new(std::sync::Mutex::new(new_histogram()));
+    let started = Instant::now();
+    let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let mut calls = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = started + gap.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (call, hist) = (op(), hist.clone());
+        calls.push(tokio::spawn(async move {
+            call.await;
+            let us = due.elapsed().as_micros().max(1) as u64;
+            hist.lock()
+                .expect("histogram lock")
+                .record(us)
+                .expect("in range");
+        }));
+    }
+    for c in calls {
+        c.await.expect("call task");
+    }
+    let elapsed = started.elapsed();
+    let h = hist.lock().expect("histogram lock");
+    from_histogram(&h, elapsed)
 }
 
 /// Median, p99 and rate of individually timed `samples`.
@@ -72,7 +122,9 @@ pub fn stats(mut samples: Vec<Duration>) -> Stats {
     let total: Duration = samples.iter().sum();
     Stats {
         p50_us: at(0.5),
+        p95_us: at(0.95),
         p99_us: at(0.99),
+        max_us: at(1.0),
         per_sec: samples.len() as f64 / total.as_secs_f64(),
         count: samples.len() as u64,
     }
