@@ -18,6 +18,8 @@ use whisk_core::logs::{LogLine, Stream, SENTINEL};
 pub(crate) const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// Longer lines are split into pieces of this size.
 pub(crate) const MAX_LINE: usize = 1024 * 1024;
+/// Bytes read from a container's output stream at a time.
+const READ_CHUNK: usize = 4 * 1024;
 /// What a buffered line costs beyond its text (the `LogLine` and its allocation).
 const LINE_OVERHEAD: usize = 64;
 
@@ -76,7 +78,9 @@ impl LogBuffer {
 
     /// Reads `reader` line by line into the buffer until end of file (or a read error).
     pub(crate) async fn capture(&self, reader: impl AsyncRead + Unpin, stream: Stream) {
-        let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        // Small: every warm container holds two of these for its whole life, and most
+        // actions log little (a long line is assembled in `line` across reads anyway).
+        let mut reader = BufReader::with_capacity(READ_CHUNK, reader);
         let mut line = Vec::new();
         loop {
             let used = match reader.fill_buf().await {
