@@ -70,8 +70,15 @@ impl Plan {
     }
 }
 
-/// Prints one measurement beside its floor.
+/// Invokes under load that failed (transport error or not 200) since the last [`row`].
+static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Prints one measurement beside its floor, and the failed invokes, if any, since the last.
 fn row(name: &str, load: &str, it: &Stats, floor_name: &str, floor: &Stats) {
+    let failed = FAILED.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        println!("{name:<26} {load:<12} FAILED invokes: {failed} (latency below counts them too)");
+    }
     let ms = |us: f64| us / 1000.0;
     println!(
         "{name:<26} {load:<12} p50 {:>7.3} p95 {:>7.3} p99 {:>7.3} max {:>8.3} ms {:>7.0}/s | {floor_name:<11} p50 {:>7.3} p99 {:>7.3} ms {:>7.0}/s | x{:.2} p50, x{:.2} p99, x{:.2} rate, overhead p50 {:+.3} p99 {:+.3} ms",
@@ -114,6 +121,9 @@ impl Platform {
             .expect("target/release")
             .join("whisk-standalone");
         let limits = unthrottled();
+        let log_path = bin.with_file_name("load-platform.log");
+        let log = std::fs::File::create(&log_path).expect("platform log file");
+        println!("platform log: {}", log_path.display());
         let mut child = Command::new(bin)
             .args([
                 "--port",
@@ -135,7 +145,7 @@ impl Platform {
             .args(["--fires-per-minute", &limits.fires_per_minute.to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("whisk-standalone starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -361,7 +371,25 @@ fn invokes(
         let (api, names, next) = (api.clone(), names.clone(), next.clone());
         Box::pin(async move {
             let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % names.len();
-            api.invoke(&names[n]).await;
+            let path = format!(
+                "/api/v1/namespaces/_/actions/{}?blocking=true&result=true",
+                names[n]
+            );
+            let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
+            let sent = api
+                .http
+                .post(format!("{}{path}", api.base))
+                .basic_auth(user, Some(pass))
+                .json(&json!({}))
+                .send()
+                .await;
+            let ok = match sent {
+                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if !ok {
+                FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         })
     }
 }
@@ -628,36 +656,7 @@ async fn main() {
 
 /// The warm no-op through a controller and an invoker talking over Kafka.
 async fn kafka(plan: &Plan, brokers: &str, exec: &ProcessExecutor, js: &Kind) {
-    use whisk_core::store::Store;
-    use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerSettings};
-    let bus: Arc<dyn whisk_core::bus::MessageBus> =
-        Arc::new(whisk_benches::kafka_bus(brokers, "load").await);
-    let store: Arc<dyn Store> = Arc::new(whisk_store::MemoryStore::new());
-    seed_keys(store.as_ref()).await.expect("keys");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let controller = ControllerProcess::start(
-        store.clone(),
-        bus.clone(),
-        0,
-        whisk_core::controller::ControllerConfig {
-            namespace_limits: unthrottled(),
-            ..Default::default()
-        },
-        whisk_core::loadbalancer::LoadBalancerConfig::default(),
-        listener,
-    )
-    .await
-    .expect("controller starts");
-    let url = format!("http://{}", controller.server.addr);
-    let settings = [InvokerSettings {
-        id: 0,
-        user_memory_mb: 1024,
-        prewarm: false,
-        ..InvokerSettings::default()
-    }];
-    let (_invokers, _) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
+    let url = kafka_cluster(brokers.to_string());
     let api = Api::new(&url);
     api.action("kafka_noop", js.exec.clone()).await;
     let op = invokes(&api, vec!["kafka_noop".into()]);
@@ -667,6 +666,55 @@ async fn kafka(plan: &Plan, brokers: &str, exec: &ProcessExecutor, js: &Kind) {
     let e1 = closed(plan, 1, op).await;
     row("kafka warm-nodejs", "c=1", &e1, "direct /run", &d1);
     floor_c.destroy().await.expect("floor removed");
+}
+
+/// A controller and one invoker over Kafka at `brokers` (memory store), on a two-thread
+/// runtime of their own (as their binaries would have, apart from the load client) that
+/// serves until the harness exits; returns the controller's URL.
+fn kafka_cluster(brokers: String) -> String {
+    use whisk_core::store::Store;
+    use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerSettings};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let bus: Arc<dyn whisk_core::bus::MessageBus> =
+                Arc::new(whisk_benches::kafka_bus(&brokers, "load").await);
+            let store: Arc<dyn Store> = Arc::new(whisk_store::MemoryStore::new());
+            seed_keys(store.as_ref()).await.expect("keys");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let controller = ControllerProcess::start(
+                store.clone(),
+                bus.clone(),
+                0,
+                whisk_core::controller::ControllerConfig {
+                    namespace_limits: unthrottled(),
+                    ..Default::default()
+                },
+                whisk_core::loadbalancer::LoadBalancerConfig::default(),
+                listener,
+            )
+            .await
+            .expect("controller starts");
+            let url = format!("http://{}", controller.server.addr);
+            let settings = [InvokerSettings {
+                id: 0,
+                user_memory_mb: 1024,
+                prewarm: false,
+                ..InvokerSettings::default()
+            }];
+            let (_invokers, _) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
+            tx.send(url).expect("harness waits");
+            std::future::pending::<()>().await
+        })
+    });
+    rx.recv().expect("kafka cluster started")
 }
 
 /// 100 distinct no-op actions invoked round robin by 32 clients, against one action by 32
@@ -690,5 +738,11 @@ async fn many_actions(plan: &Plan, api: &Api, platform: &Platform, idle_rss_kb: 
     let many = closed(plan, 32, invokes(api, names)).await;
     api.action("single", js.exec.clone()).await;
     let single = closed(plan, 32, invokes(api, vec!["single".into()])).await;
-    row("100 actions round robin", "c=32", &many, "1 action", &single);
+    row(
+        "100 actions round robin",
+        "c=32",
+        &many,
+        "1 action",
+        &single,
+    );
 }
