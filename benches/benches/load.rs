@@ -394,28 +394,41 @@ fn invokes(
     }
 }
 
-/// The `bare http` floor: an axum server on its own two-thread runtime (as the platform's)
-/// answering `{}` to every POST; returns its URL. It serves until the process exits.
-fn bare_http_server() -> String {
+/// Runs `serve` in a thread of its own on a two-thread Tokio runtime (the platform binaries'
+/// shape, apart from the load client's thread) until the harness exits; `serve` sends its URL
+/// once it listens, which this returns.
+fn on_own_runtime<F, Fut>(serve: F) -> String
+where
+    F: FnOnce(std::sync::mpsc::Sender<String>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind loopback");
-            let addr = listener.local_addr().expect("bound address");
-            tx.send(format!("http://{addr}/")).expect("harness waits");
-            let app = axum::Router::new()
-                .fallback(axum::routing::post(|| async { axum::Json(json!({})) }));
-            axum::serve(listener, app).await
-        })
+            .expect("runtime")
+            .block_on(serve(tx))
     });
-    rx.recv().expect("bare server started")
+    rx.recv().expect("server started")
+}
+
+/// The `bare http` floor: an axum server on its own runtime answering `{}` to every POST;
+/// returns its URL.
+fn bare_http_server() -> String {
+    on_own_runtime(|tx| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        tx.send(format!("http://{addr}/")).expect("harness waits");
+        let app =
+            axum::Router::new().fallback(axum::routing::post(|| async { axum::Json(json!({})) }));
+        axum::serve(listener, app)
+            .await
+            .expect("bare server serves");
+    })
 }
 
 fn bare_op(url: &str) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
@@ -668,53 +681,43 @@ async fn kafka(plan: &Plan, brokers: &str, exec: &ProcessExecutor, js: &Kind) {
     floor_c.destroy().await.expect("floor removed");
 }
 
-/// A controller and one invoker over Kafka at `brokers` (memory store), on a two-thread
-/// runtime of their own (as their binaries would have, apart from the load client) that
-/// serves until the harness exits; returns the controller's URL.
+/// A controller and one invoker over Kafka at `brokers` (memory store), on a runtime of their
+/// own; returns the controller's URL.
 fn kafka_cluster(brokers: String) -> String {
     use whisk_core::store::Store;
     use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerSettings};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let bus: Arc<dyn whisk_core::bus::MessageBus> =
-                Arc::new(whisk_benches::kafka_bus(&brokers, "load").await);
-            let store: Arc<dyn Store> = Arc::new(whisk_store::MemoryStore::new());
-            seed_keys(store.as_ref()).await.expect("keys");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let controller = ControllerProcess::start(
-                store.clone(),
-                bus.clone(),
-                0,
-                whisk_core::controller::ControllerConfig {
-                    namespace_limits: unthrottled(),
-                    ..Default::default()
-                },
-                whisk_core::loadbalancer::LoadBalancerConfig::default(),
-                listener,
-            )
+    on_own_runtime(move |tx| async move {
+        let bus: Arc<dyn whisk_core::bus::MessageBus> =
+            Arc::new(whisk_benches::kafka_bus(&brokers, "load").await);
+        let store: Arc<dyn Store> = Arc::new(whisk_store::MemoryStore::new());
+        seed_keys(store.as_ref()).await.expect("keys");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("controller starts");
-            let url = format!("http://{}", controller.server.addr);
-            let settings = [InvokerSettings {
-                id: 0,
-                user_memory_mb: 1024,
-                prewarm: false,
-                ..InvokerSettings::default()
-            }];
-            let (_invokers, _) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
-            tx.send(url).expect("harness waits");
-            std::future::pending::<()>().await
-        })
-    });
-    rx.recv().expect("kafka cluster started")
+            .expect("bind");
+        let controller = ControllerProcess::start(
+            store.clone(),
+            bus.clone(),
+            0,
+            whisk_core::controller::ControllerConfig {
+                namespace_limits: unthrottled(),
+                ..Default::default()
+            },
+            whisk_core::loadbalancer::LoadBalancerConfig::default(),
+            listener,
+        )
+        .await
+        .expect("controller starts");
+        let url = format!("http://{}", controller.server.addr);
+        let settings = [InvokerSettings {
+            id: 0,
+            user_memory_mb: 1024,
+            prewarm: false,
+            ..InvokerSettings::default()
+        }];
+        let (_invokers, _) = whisk_benches::start_invokers(&store, &bus, &url, settings).await;
+        tx.send(url).expect("harness waits");
+        std::future::pending::<()>().await
+    })
 }
 
 /// 100 distinct no-op actions invoked round robin by 32 clients, against one action by 32
