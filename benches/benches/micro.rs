@@ -233,33 +233,23 @@ fn auth_lookup(c: &mut Criterion) {
     let keys = &keys;
 
     let mut g = c.benchmark_group("auth_lookup");
-    g.bench_function("cached_hit", |b| {
-        let mut n = 0;
-        iter_async(b, &rt, || {
-            n = (n + 1) % keys.len();
-            let k = &keys[n];
-            let store = &cached;
-            async move { store.identity(&k.uuid, &k.key).await.expect("lookup") }
-        })
-    });
-    g.bench_function("memory_store_uncached", |b| {
-        let mut n = 0;
-        iter_async(b, &rt, || {
-            n = (n + 1) % keys.len();
-            let k = &keys[n];
-            let store = &backend;
-            async move { store.identity(&k.uuid, &k.key).await.expect("lookup") }
-        })
-    });
-    g.bench_function("cached_wrong_key", |b| {
-        let mut n = 0;
-        iter_async(b, &rt, || {
-            n = (n + 1) % keys.len();
-            let k = &keys[n];
-            let store = &cached;
-            async move { store.identity(&k.uuid, "wrong").await.expect("lookup") }
-        })
-    });
+    let backend_dyn: &dyn Store = &backend;
+    let cases: [(&str, &dyn Store, bool); 3] = [
+        ("cached_hit", cached.as_ref(), false),
+        ("memory_store_uncached", backend_dyn, false),
+        ("cached_wrong_key", cached.as_ref(), true),
+    ];
+    for (name, store, wrong) in cases {
+        g.bench_function(name, |b| {
+            let mut n = 0;
+            iter_async(b, &rt, || {
+                n = (n + 1) % keys.len();
+                let k = &keys[n];
+                let key = if wrong { "wrong" } else { k.key.as_str() };
+                async move { store.identity(&k.uuid, key).await.expect("lookup") }
+            })
+        });
+    }
     g.finish();
 }
 
