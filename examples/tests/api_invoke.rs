@@ -474,3 +474,38 @@ async fn init_parameters_are_environment_not_arguments() {
     let r = p.invoke("initparams", json!({}), "&result=true").await;
     assert_eq!(r.body, json!({"env": "s3", "arg": null, "other": 1}));
 }
+
+/// The controller keeps parsed actions by revision: an update is what the next invoke runs,
+/// parameters included, and a deleted action is gone at once.
+#[tokio::test]
+async fn an_updated_action_runs_its_new_code_at_once() {
+    let p = Platform::start().await;
+    for (version, code) in [(1, "return {v: 1, p: p.x};"), (2, "return {v: 2, p: p.x};")] {
+        p.action(
+            "changing",
+            "nodejs:20",
+            &format!("function main(p) {{ {code} }}"),
+            json!({"parameters": [{"key": "x", "value": version * 10}]}),
+        )
+        .await;
+        for _ in 0..2 {
+            let r = p.invoke("changing", json!({}), "&result=true").await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            assert_eq!(r.body, json!({"v": version, "p": version * 10}));
+        }
+    }
+    let r = p
+        .call(
+            Method::DELETE,
+            "/api/v1/namespaces/_/actions/changing",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = p.invoke("changing", json!({}), "&result=true").await;
+    assert_error(
+        &r,
+        StatusCode::NOT_FOUND,
+        "The requested resource does not exist.",
+    );
+}

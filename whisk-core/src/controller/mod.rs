@@ -98,6 +98,9 @@ pub struct Invocation {
     pub cause: Option<ActivationId>,
 }
 
+/// How many parsed actions a controller keeps (the most used ones).
+const PARSED_ACTIONS: u64 = 1024;
+
 /// The controller: the REST API's engine, written only against the traits.
 pub struct Controller {
     store: Arc<dyn Store>,
@@ -106,6 +109,9 @@ pub struct Controller {
     config: ControllerConfig,
     throttles: Throttles,
     events: Option<crate::events::EventPublisher>,
+    /// Parsed actions by document id, with the revision they were parsed from: an invoke
+    /// parses an action's document (its code can be megabytes) only when it changed.
+    actions: moka::sync::Cache<String, (String, Arc<WhiskAction>)>,
 }
 
 impl Controller {
@@ -130,6 +136,7 @@ impl Controller {
             store,
             lb,
             throttles: Throttles::new(config.metrics.clone()),
+            actions: moka::sync::Cache::new(PARSED_ACTIONS),
             config,
         });
         // OpenWhisk's controller creates the invoker health test action when it starts.

@@ -3,7 +3,7 @@
 use super::Controller;
 use crate::entity::package::ENTITY_TYPE as PACKAGE;
 use crate::entity::{Identity, Parameters, WhiskAction, WhiskPackage};
-use crate::store::{StoreError, StoreExt};
+use crate::store::{parse_entity, StoreError, StoreExt};
 use std::sync::Arc;
 
 /// Why a name did not resolve.
@@ -61,6 +61,27 @@ impl Controller {
         }
     }
 
+    /// Reads action `id`, parsing its document only when its revision is not the one parsed
+    /// last (the store's cache shares the document; parsing copies the code).
+    async fn read_action(&self, id: &str) -> Result<(Arc<WhiskAction>, String), ResolveError> {
+        let entity_type = crate::entity::action::ENTITY_TYPE;
+        let doc = match self.store.get_entity_document(id, entity_type).await {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Err(ResolveError::WrongCollection),
+            Err(StoreError::NotFound) => return Err(ResolveError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some((rev, action)) = self.actions.get(id) {
+            if rev == doc.rev {
+                return Ok((action, rev));
+            }
+        }
+        let action = Arc::new(parse_entity::<WhiskAction>(&doc, id, entity_type)?);
+        self.actions
+            .insert(id.to_string(), (doc.rev.clone(), action.clone()));
+        Ok((action, doc.rev.clone()))
+    }
+
     /// Resolves package `ns/name` for `user`: own packages and bindings, or another
     /// namespace's published package. A binding resolves to its bound package, which must be
     /// the caller's own or published.
@@ -116,11 +137,9 @@ impl Controller {
             if ns != user.namespace.name {
                 return Err(ResolveError::Forbidden(format!("{ns}/{name}")));
             }
-            let (action, revision): (WhiskAction, _) = self
-                .read_entity(&format!("{ns}/{name}"), crate::entity::action::ENTITY_TYPE)
-                .await?;
+            let (action, revision) = self.read_action(&format!("{ns}/{name}")).await?;
             return Ok(ResolvedAction {
-                action: Arc::new(action),
+                action,
                 revision,
                 binding: None,
             });

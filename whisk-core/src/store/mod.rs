@@ -309,6 +309,16 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
 }
 
+/// Parses entity document `doc` (`id`, of `entity_type`); `Corrupt` when it does not
+/// deserialise.
+pub fn parse_entity<T: serde::de::DeserializeOwned>(
+    doc: &Document,
+    id: &str,
+    entity_type: &str,
+) -> Result<T, StoreError> {
+    T::deserialize(&doc.body).map_err(|e| StoreError::Corrupt(format!("{entity_type} {id}: {e}")))
+}
+
 /// Typed helpers over any [`Store`].
 #[async_trait]
 pub trait StoreExt: Store {
@@ -319,13 +329,25 @@ pub trait StoreExt: Store {
         id: &str,
         entity_type: &str,
     ) -> Result<Option<(T, String)>, StoreError> {
-        let doc = self.get_shared(Collection::Whisks, id).await?;
-        if doc.body.get("entityType").and_then(Value::as_str) != Some(entity_type) {
+        let Some(doc) = self.get_entity_document(id, entity_type).await? else {
             return Ok(None);
-        }
-        let entity = T::deserialize(&doc.body)
-            .map_err(|e| StoreError::Corrupt(format!("{entity_type} {id}: {e}")))?;
+        };
+        let entity = parse_entity(&doc, id, entity_type)?;
         Ok(Some((entity, doc.rev.clone())))
+    }
+
+    /// The shared document of entity `id`, unparsed; `Ok(None)` when it is another kind of
+    /// entity than `entity_type` (read it when the revision decides whether to parse).
+    async fn get_entity_document(
+        &self,
+        id: &str,
+        entity_type: &str,
+    ) -> Result<Option<std::sync::Arc<Document>>, StoreError> {
+        let doc = self.get_shared(Collection::Whisks, id).await?;
+        Ok(
+            (doc.body.get("entityType").and_then(Value::as_str) == Some(entity_type))
+                .then_some(doc),
+        )
     }
 
     /// Reads an action by document id, with its revision.
