@@ -232,9 +232,33 @@ impl Api {
 
     /// A blocking invoke of `name` that must succeed.
     async fn invoke(&self, name: &str) {
-        let path = format!("/api/v1/namespaces/_/actions/{name}?blocking=true&result=true");
-        let (status, out) = self.send(reqwest::Method::POST, &path, json!({})).await;
-        assert_eq!(status, 200, "invoking {name}: {out}");
+        if let Err(e) = self.try_invoke(name).await {
+            panic!("invoking {name}: {e}");
+        }
+    }
+
+    /// A blocking invoke of `name`: the error when the platform could not be reached or did
+    /// not answer 200.
+    async fn try_invoke(&self, name: &str) -> Result<(), String> {
+        let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/namespaces/_/actions/{name}?blocking=true&result=true",
+                self.base
+            ))
+            .basic_auth(user, Some(pass))
+            .json(&json!({}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+        }
     }
 }
 
@@ -371,22 +395,7 @@ fn invokes(
         let (api, names, next) = (api.clone(), names.clone(), next.clone());
         Box::pin(async move {
             let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % names.len();
-            let path = format!(
-                "/api/v1/namespaces/_/actions/{}?blocking=true&result=true",
-                names[n]
-            );
-            let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-            let sent = api
-                .http
-                .post(format!("{}{path}", api.base))
-                .basic_auth(user, Some(pass))
-                .json(&json!({}))
-                .send()
-                .await;
-            let ok = match sent {
-                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                Err(_) => false,
-            };
+            let ok = api.try_invoke(&names[n]).await.is_ok();
             if !ok {
                 FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

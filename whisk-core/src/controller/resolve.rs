@@ -46,6 +46,17 @@ pub struct ResolvedPackage {
     pub parameters: Parameters,
 }
 
+/// A store lookup of an entity as a resolution: `None` (another entity type) is
+/// `WrongCollection`, a missing document `NotFound`.
+fn found<T>(read: Result<Option<T>, StoreError>) -> Result<T, ResolveError> {
+    match read {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(ResolveError::WrongCollection),
+        Err(StoreError::NotFound) => Err(ResolveError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Controller {
     /// Reads entity `id` of `entity_type`, telling a missing document from another type.
     pub(crate) async fn read_entity<T: serde::de::DeserializeOwned>(
@@ -53,24 +64,14 @@ impl Controller {
         id: &str,
         entity_type: &str,
     ) -> Result<(T, String), ResolveError> {
-        match self.store.get_entity(id, entity_type).await {
-            Ok(Some(found)) => Ok(found),
-            Ok(None) => Err(ResolveError::WrongCollection),
-            Err(StoreError::NotFound) => Err(ResolveError::NotFound),
-            Err(e) => Err(e.into()),
-        }
+        found(self.store.get_entity(id, entity_type).await)
     }
 
     /// Reads action `id`, parsing its document only when its revision is not the one parsed
     /// last (the store's cache shares the document; parsing copies the code).
     async fn read_action(&self, id: &str) -> Result<(Arc<WhiskAction>, String), ResolveError> {
         let entity_type = crate::entity::action::ENTITY_TYPE;
-        let doc = match self.store.get_entity_document(id, entity_type).await {
-            Ok(Some(doc)) => doc,
-            Ok(None) => return Err(ResolveError::WrongCollection),
-            Err(StoreError::NotFound) => return Err(ResolveError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
+        let doc = found(self.store.get_entity_document(id, entity_type).await)?;
         if let Some((rev, action)) = self.actions.get(id) {
             if rev == doc.rev {
                 return Ok((action, rev));

@@ -129,6 +129,27 @@ impl WarmAware {
         (invoker.booked_memory_mb + idle + memory_mb).saturating_sub(invoker.user_memory_mb)
     }
 
+    /// The idle containers (action, last use) the pool of `invoker` evicts for a new
+    /// `memory_mb` container, least recently used first, and whether it then fits.
+    fn victims(
+        pool: &HashMap<String, Held>,
+        invoker: &InvokerView,
+        memory_mb: u64,
+        now: Instant,
+    ) -> (Vec<(String, Instant)>, bool) {
+        let mut excess = Self::excess_mb(pool, invoker, memory_mb, now);
+        let victims = Self::eviction_order(pool, now)
+            .into_iter()
+            .take_while(|(action, _)| {
+                let before = excess;
+                excess = excess.saturating_sub(pool[*action].memory_mb);
+                before > 0
+            })
+            .map(|(a, i)| (a.to_string(), i.last_used))
+            .collect();
+        (victims, excess == 0)
+    }
+
     /// What a new `memory_mb` container on `invoker` would evict.
     fn eviction(
         pool: &HashMap<String, Held>,
@@ -136,17 +157,12 @@ impl WarmAware {
         memory_mb: u64,
         now: Instant,
     ) -> Eviction {
-        let mut excess = Self::excess_mb(pool, invoker, memory_mb, now);
-        if excess == 0 {
-            return Eviction::None;
+        match Self::victims(pool, invoker, memory_mb, now) {
+            (_, false) => Eviction::Impossible,
+            (victims, true) => victims.last().map_or(Eviction::None, |(_, last_used)| {
+                Eviction::Newest(*last_used)
+            }),
         }
-        for (action, idle) in Self::eviction_order(pool, now) {
-            excess = excess.saturating_sub(pool[action].memory_mb);
-            if excess == 0 {
-                return Eviction::Newest(idle.last_used);
-            }
-        }
-        Eviction::Impossible
     }
 
     /// Forgets the idle containers of `pool` its invoker evicts for a new `memory_mb` one.
@@ -156,16 +172,7 @@ impl WarmAware {
         memory_mb: u64,
         now: Instant,
     ) {
-        let mut excess = Self::excess_mb(pool, invoker, memory_mb, now);
-        let victims: Vec<(String, Instant)> = Self::eviction_order(pool, now)
-            .into_iter()
-            .take_while(|(action, _)| {
-                let before = excess;
-                excess = excess.saturating_sub(pool[*action].memory_mb);
-                before > 0
-            })
-            .map(|(a, i)| (a.to_string(), i.last_used))
-            .collect();
+        let (victims, _) = Self::victims(pool, invoker, memory_mb, now);
         for (action, last_used) in victims {
             let held = pool.get_mut(&action).expect("victim of a listed action");
             if let Some(at) = held.idle.iter().position(|i| i.last_used == last_used) {
