@@ -88,7 +88,7 @@ async fn a_fork_bomb_is_stopped_by_the_process_limit() {
     )
     .await;
     let r = p.invoke("forkbomb", json!({}), "").await;
-    let kids: Vec<u64> = messages(&r.body)
+    let kids: Vec<u64> = messages(&p.record(&r.body).await)
         .iter()
         .filter_map(|m| m.strip_prefix("kid ")?.parse().ok())
         .collect();
@@ -137,7 +137,7 @@ async fn an_action_allocating_past_its_memory_fails_and_is_removed() {
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
         assert_eq!(r.body["response"]["status"], "action developer error");
         assert_eq!(r.body["response"]["result"]["error"], EXITED);
-        let logs = messages(&r.body);
+        let logs = messages(&p.record(&r.body).await);
         assert!(
             logs.iter()
                 .any(|l| l == "The action exhausted its memory and was aborted."),
@@ -193,7 +193,8 @@ async fn an_action_printing_hundreds_of_megabytes_gets_truncated_logs() {
         &r.text[..r.text.len().min(500)]
     );
     assert_eq!(r.body["response"]["result"], json!({"printed": 200}));
-    let logs = r.body["logs"].as_array().unwrap();
+    let record = p.record(&r.body).await;
+    let logs = record["logs"].as_array().unwrap();
     assert!(logs.len() < 11_000, "{} lines", logs.len());
     assert!(logs.last().unwrap().as_str().unwrap().ends_with(
         "stderr: Logs were truncated because the total bytes size exceeds the limit of 10485760 bytes."
@@ -206,7 +207,7 @@ async fn an_action_printing_hundreds_of_megabytes_gets_truncated_logs() {
     );
     // The same (warm) container is fine and its next activation has its own logs.
     let r = p.invoke("loud", json!({"quiet": true}), "").await;
-    assert_eq!(messages(&r.body), ["quiet now"]);
+    assert_eq!(messages(&p.record(&r.body).await), ["quiet now"]);
     still_serves(&p).await;
 }
 
@@ -227,7 +228,7 @@ async fn an_action_that_never_answers_times_out_and_is_killed() {
         r.body["response"]["result"],
         json!({"error": "The action exceeded its time limits of 1000 milliseconds."})
     );
-    let pid: u64 = messages(&r.body)
+    let pid: u64 = messages(&p.record(&r.body).await)
         .iter()
         .find_map(|m| m.strip_prefix("pid ")?.parse().ok())
         .expect("the action logged its pid");
@@ -267,7 +268,7 @@ async fn an_action_that_closes_its_stdout_gets_a_record_quickly() {
             StatusCode::BAD_GATEWAY => assert_eq!(result["error"], EXITED, "{name}"),
             other => panic!("{name}: {other} {}", r.text),
         }
-        let logs = messages(&r.body);
+        let logs = messages(&p.record(&r.body).await);
         assert!(logs.iter().any(|l| l == "before"), "{name}: {logs:?}");
         assert!(logs.iter().any(|l| l == "after"), "{name}: {logs:?}");
     }

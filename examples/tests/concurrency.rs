@@ -46,7 +46,8 @@ async fn concurrent_activations_share_a_container_with_separate_logs() {
         assert_eq!(result["n"], n);
         pids.push(result["pid"].clone());
         most = most.max(result["most"].as_u64().unwrap());
-        let logs: Vec<&str> = r.body["logs"]
+        let record = p.record(&r.body).await;
+        let logs: Vec<&str> = record["logs"]
             .as_array()
             .unwrap()
             .iter()

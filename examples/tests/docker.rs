@@ -89,7 +89,8 @@ async fn runtime_images_and_blackbox_images_run_actions() {
         r.body["response"]["result"],
         json!({"greeting": "hi docker"})
     );
-    let logs = r.body["logs"].as_array().unwrap();
+    let record = p.record(&r.body).await;
+    let logs = record["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 1, "{logs:?}");
     assert!(
         logs[0].as_str().unwrap().ends_with("stdout: hello docker"),

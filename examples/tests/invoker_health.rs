@@ -21,7 +21,7 @@ use whisk_core::invoker::Invoker;
 use whisk_core::loadbalancer::health::HealthConfig;
 use whisk_core::loadbalancer::{LoadBalancer, LoadBalancerConfig};
 use whisk_core::message::{
-    Acknowledgement, ActivationMessage, ControllerInstanceId, TransactionId,
+    AckResponse, Acknowledgement, ActivationMessage, ControllerInstanceId, TransactionId,
 };
 use whisk_core::store::{Collection, Query, Store, StoreExt};
 use whisk_examples::cluster::{seed_keys, ControllerProcess, InvokerProcess, InvokerSettings};
@@ -357,31 +357,7 @@ async fn a_duplicate_delivery_runs_once_also_across_an_invoker_restart() {
     let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
     bus.create_topic(&topics::completed(0)).await.unwrap();
     let mut acks = bus.subscribe(&topics::completed(0), "test").await.unwrap();
-    let key = AuthKey::parse(GUEST_KEY).unwrap();
-    let put: WhiskActionPut = serde_json::from_value(
-        json!({"exec": {"kind": "nodejs:default", "code": "function main(p) { return p; }"}}),
-    )
-    .unwrap();
-    let config = ControllerConfig::default();
-    let action =
-        WhiskAction::create("guest", "once", put, &config.manifest, &config.limits, 0).unwrap();
-    store
-        .upsert(Collection::Whisks, &action.doc_id(), action.to_document())
-        .await
-        .unwrap();
-    let msg = ActivationMessage {
-        transid: TransactionId::generate(),
-        action: action.fqn(),
-        revision: None,
-        user: Identity::new("guest", "guest", &key),
-        activation_id: ActivationId::generate(),
-        root_controller_index: ControllerInstanceId::new(0),
-        blocking: false,
-        content: Some(json!({"x": 1})),
-        init_args: vec![],
-        locked_args: json!({}),
-        cause: None,
-    };
+    let msg = stored_action_message(&store, "once", "function main(p) { return p; }", false).await;
     let bytes = serde_json::to_vec(&msg).unwrap();
 
     // Delivered twice to the same invoker process: run once, acknowledged once.
@@ -425,6 +401,83 @@ async fn a_duplicate_delivery_runs_once_also_across_an_invoker_restart() {
         record.response.result,
         Some(json!({"x": 1})),
         "the record of the one run"
+    );
+}
+
+/// A nodejs action `name` with `code`, stored in `store` as guest's, and a message invoking
+/// it with `{"x": 1}` from controller 0.
+async fn stored_action_message(
+    store: &Arc<dyn Store>,
+    name: &str,
+    code: &str,
+    blocking: bool,
+) -> ActivationMessage {
+    let key = AuthKey::parse(GUEST_KEY).unwrap();
+    let put: WhiskActionPut =
+        serde_json::from_value(json!({"exec": {"kind": "nodejs:default", "code": code}})).unwrap();
+    let config = ControllerConfig::default();
+    let action =
+        WhiskAction::create("guest", name, put, &config.manifest, &config.limits, 0).unwrap();
+    store
+        .upsert(Collection::Whisks, &action.doc_id(), action.to_document())
+        .await
+        .unwrap();
+    ActivationMessage {
+        transid: TransactionId::generate(),
+        action: action.fqn(),
+        revision: None,
+        user: Identity::new("guest", "guest", &key),
+        activation_id: ActivationId::generate(),
+        root_controller_index: ControllerInstanceId::new(0),
+        blocking,
+        content: Some(json!({"x": 1})),
+        init_args: vec![],
+        locked_args: json!({}),
+        cause: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blocking_result_goes_out_before_its_logs_are_collected() {
+    // OpenWhisk's ContainerProxy: for a blocking activation a ResultMessage (the activation
+    // without logs) as soon as the runtime answered, then the CompletionMessage after the
+    // logs were collected; the stored record has the logs.
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    bus.create_topic(&topics::completed(0)).await.unwrap();
+    let mut acks = bus.subscribe(&topics::completed(0), "test").await.unwrap();
+    let code = "function main(p) { console.log('said ' + p.x); return p; }";
+    let msg = stored_action_message(&store, "talks", code, true).await;
+    let (_inv, _task) = start_invoker(&store, &bus, 4).await;
+    let bytes = serde_json::to_vec(&msg).unwrap();
+    bus.publish(&topics::invoker(4), bytes.into())
+        .await
+        .unwrap();
+    match next_ack(&mut *acks, &msg.activation_id).await {
+        Acknowledgement::Result {
+            response: AckResponse::Activation(a),
+            ..
+        } => {
+            assert_eq!(a.response.result, Some(json!({"x": 1})));
+            assert!(a.logs.is_empty(), "no logs in the result: {:?}", a.logs);
+        }
+        other => panic!("expected the result first, got {other:?}"),
+    }
+    match next_ack(&mut *acks, &msg.activation_id).await {
+        Acknowledgement::Completion {
+            is_system_error, ..
+        } => assert!(!is_system_error),
+        other => panic!("expected the completion next, got {other:?}"),
+    }
+    let record = store
+        .get_activation("guest", &msg.activation_id)
+        .await
+        .unwrap();
+    assert_eq!(record.logs.len(), 1, "{:?}", record.logs);
+    assert!(
+        record.logs[0].ends_with("stdout: said 1"),
+        "{:?}",
+        record.logs
     );
 }
 

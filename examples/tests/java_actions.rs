@@ -87,7 +87,8 @@ async fn java_action_is_created_and_invoked() {
         json!({"greeting": "Hello, Duke!"})
     );
     assert_eq!(r.body["response"]["status"], "success");
-    let logs = r.body["logs"].as_array().unwrap();
+    let record = p.record(&r.body).await;
+    let logs = record["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 1, "{logs:?}");
     assert!(logs[0]
         .as_str()
@@ -118,7 +119,7 @@ async fn java_action_is_created_and_invoked() {
         r.body["response"]["result"]["error"],
         "An error has occurred (see logs for details): java.lang.IllegalArgumentException: no thanks"
     );
-    let logs = r.body["logs"].to_string();
+    let logs = p.record(&r.body).await["logs"].to_string();
     assert!(logs.contains("at Hello.fail(Hello.java"), "{logs}");
 }
 

@@ -142,6 +142,23 @@ impl Platform {
         r
     }
 
+    /// The stored record of the activation a blocking invoke answered with (`activation`),
+    /// with its logs: as in OpenWhisk, the blocking response goes out before the logs are
+    /// collected (its `logs` are empty), and the record is stored just after (polled for up
+    /// to 10 s).
+    pub async fn record(&self, activation: &Value) -> Value {
+        let id = activation["activationId"].as_str().expect("an activation");
+        let path = format!("/api/v1/namespaces/_/activations/{id}");
+        for _ in 0..200 {
+            let r = self.get(&path).await;
+            if r.status == StatusCode::OK {
+                return r.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("activation {id} was not recorded");
+    }
+
     /// Blocking invoke of `name` with `args` and extra query.
     pub async fn invoke(&self, name: &str, args: Value, query: &str) -> Resp {
         self.call(

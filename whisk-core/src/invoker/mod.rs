@@ -307,11 +307,8 @@ impl Invoker {
             self.acknowledge(&msg, done).await;
             return;
         }
-        let activation = match self.action(&msg).await {
-            Ok((action, rev)) => {
-                let outcome = self.pool.run(self.job(&msg, action.clone(), rev)).await;
-                self.record(&msg, Some(&action), outcome)
-            }
+        let (activation, result_sent) = match self.action(&msg).await {
+            Ok((action, rev)) => self.run(&msg, action, rev).await,
             Err(e) => {
                 let response = match e {
                     StoreError::NotFound => ActivationResponse::error(
@@ -330,7 +327,7 @@ impl Invoker {
                     timed_out: false,
                     start_kind: None,
                 };
-                self.record(&msg, None, outcome)
+                (self.record(&msg, None, outcome), false)
             }
         };
         self.metrics.observe_activation(&activation);
@@ -340,24 +337,90 @@ impl Invoker {
             .events
             .as_ref()
             .and_then(|e| e.activation(&activation, &msg.user));
-        self.acknowledge(&msg, activation).await;
+        if result_sent {
+            self.completed(&msg, &activation).await;
+        } else {
+            self.acknowledge(&msg, activation).await;
+        }
         event.into_iter().for_each(PendingEvent::publish);
+    }
+
+    /// Runs `action` for `msg` in the pool. A blocking activation's result goes to its
+    /// controller as soon as the runtime has answered, before the logs are collected
+    /// (OpenWhisk's `ResultMessage`, so the waiting client does not wait for the logs; its
+    /// activation then shows no logs, the stored record has them). Returns the record with
+    /// its logs, and whether the result was sent that way.
+    async fn run(
+        &self,
+        msg: &ActivationMessage,
+        action: Arc<WhiskAction>,
+        revision: String,
+    ) -> (WhiskActivation, bool) {
+        let job = self.job(msg, action.clone(), revision);
+        if !msg.blocking {
+            let outcome = self.pool.run(job).await;
+            return (self.record(msg, Some(&action), outcome), false);
+        }
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let run = self.pool.run_reporting(job, tx);
+        tokio::pin!(run);
+        // The run may also finish in the poll that reported its result (logs already there):
+        // the result still goes out on its own, so a blocking response never has logs.
+        let (early, finished) = tokio::select! {
+            biased;
+            Ok(early) = &mut rx => (Some(early), None),
+            outcome = &mut run => (rx.try_recv().ok(), Some(outcome)),
+        };
+        let Some(early) = early else {
+            let outcome = finished.expect("the run finished without reporting a result");
+            return (self.record(msg, Some(&action), outcome), false);
+        };
+        let mut activation = self.record(msg, Some(&action), early);
+        let result = Acknowledgement::Result {
+            transid: msg.transid.clone(),
+            response: AckResponse::Activation(Box::new(activation.clone())),
+        };
+        let outcome = match finished {
+            Some(outcome) => {
+                self.publish_ack(msg, &result).await;
+                outcome
+            }
+            None => tokio::join!(self.publish_ack(msg, &result), run).1,
+        };
+        activation.logs = outcome.logs;
+        (activation, true)
     }
 
     /// Sends the Combined acknowledgement of `activation` to `completed{controller}`.
     async fn acknowledge(&self, msg: &ActivationMessage, activation: WhiskActivation) {
-        let system_error = activation.response.status == crate::entity::StatusCode::WhiskError;
         let response = if msg.blocking {
-            AckResponse::Activation(Box::new(activation))
+            AckResponse::Activation(Box::new(activation.clone()))
         } else {
             AckResponse::Id(msg.activation_id.clone())
         };
         let ack = Acknowledgement::Combined {
             transid: msg.transid.clone(),
             response,
-            is_system_error: system_error,
+            is_system_error: is_system_error(&activation),
             instance: self.instance.clone(),
         };
+        self.publish_ack(msg, &ack).await;
+    }
+
+    /// Sends the completion of `activation` (its result went out before) to
+    /// `completed{controller}`: frees its slot.
+    async fn completed(&self, msg: &ActivationMessage, activation: &WhiskActivation) {
+        let ack = Acknowledgement::Completion {
+            transid: msg.transid.clone(),
+            activation_id: msg.activation_id.clone(),
+            is_system_error: is_system_error(activation),
+            instance: self.instance.clone(),
+        };
+        self.publish_ack(msg, &ack).await;
+    }
+
+    /// Publishes `ack` to the `completed{controller}` topic of `msg`'s controller.
+    async fn publish_ack(&self, msg: &ActivationMessage, ack: &Acknowledgement) {
         let topic =
             crate::bus::topics::completed(msg.root_controller_index.as_string.parse().unwrap_or(0));
         let bytes = serde_json::to_vec(&ack.to_json()).expect("ack serialises");
@@ -445,6 +508,11 @@ impl Invoker {
             duration: Some(o.end.saturating_sub(o.start)),
         }
     }
+}
+
+/// Whether `activation` failed with a whisk (system) error.
+fn is_system_error(activation: &WhiskActivation) -> bool {
+    activation.response.status == crate::entity::StatusCode::WhiskError
 }
 
 #[cfg(test)]

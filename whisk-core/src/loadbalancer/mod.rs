@@ -187,6 +187,23 @@ struct Pending {
     waiter: Option<oneshot::Sender<Completed>>,
     expires: Instant,
     record: RecordInfo,
+    /// The duration and init time of its result, when the result came before the
+    /// completion (blocking activations): the completion carries neither.
+    timing: Option<Timing>,
+}
+
+/// An activation's duration and init time (ms), as its record says.
+type Timing = (Option<u64>, Option<u64>);
+
+/// The duration and init time of `activation`.
+fn timing(activation: &crate::entity::WhiskActivation) -> Timing {
+    (
+        activation.effective_duration(),
+        activation
+            .annotations
+            .get("initTime")
+            .and_then(serde_json::Value::as_u64),
+    )
 }
 
 /// The controller's load balancer.
@@ -566,6 +583,7 @@ impl LoadBalancer {
                     binding: msg.action.binding.clone(),
                     kind: kind.to_string(),
                 },
+                timing: None,
             },
         );
         let bytes = serde_json::to_vec(msg).expect("activation message serialises");
@@ -628,6 +646,9 @@ impl LoadBalancer {
                     } else {
                         None
                     };
+                    if let Some(AckResponse::Activation(a)) = response {
+                        p.timing = Some(timing(a));
+                    }
                     let done = if completes { pending.remove(&id) } else { None };
                     Some((waiter, done))
                 }
@@ -654,13 +675,8 @@ impl LoadBalancer {
         if let Some(p) = done {
             self.finish(&p);
             let (duration, init) = match response {
-                Some(AckResponse::Activation(a)) => (
-                    a.effective_duration(),
-                    a.annotations
-                        .get("initTime")
-                        .and_then(serde_json::Value::as_u64),
-                ),
-                _ => (None, None),
+                Some(AckResponse::Activation(a)) => timing(a),
+                _ => p.timing.unwrap_or_default(),
             };
             self.scheduler
                 .completed(&Completion {

@@ -689,7 +689,27 @@ impl ContainerPool {
     /// Runs `job`: a warm container of the action if one has room, else a prewarmed one of its
     /// kind, else a new one (waiting for memory). User failures are data in the outcome; a
     /// failed container is destroyed.
-    pub async fn run(self: &Arc<Self>, mut job: Job) -> JobOutcome {
+    pub async fn run(self: &Arc<Self>, job: Job) -> JobOutcome {
+        self.run_job(job, None).await
+    }
+
+    /// Runs `job` like [`ContainerPool::run`], and sends its outcome without logs to `result`
+    /// as soon as the runtime has answered `/init` (when it failed) or `/run`, before the
+    /// logs are collected (OpenWhisk's `ResultMessage` goes out at that point for blocking
+    /// activations). Nothing is sent when the job fails before it reaches a runtime.
+    pub async fn run_reporting(
+        self: &Arc<Self>,
+        job: Job,
+        result: tokio::sync::oneshot::Sender<JobOutcome>,
+    ) -> JobOutcome {
+        self.run_job(job, Some(result)).await
+    }
+
+    async fn run_job(
+        self: &Arc<Self>,
+        mut job: Job,
+        mut result: Option<tokio::sync::oneshot::Sender<JobOutcome>>,
+    ) -> JobOutcome {
         let action = job.action.clone();
         if let Some(policy) = &self.config.keep_alive {
             policy.invoked(&action.doc_id(), Instant::now());
@@ -756,21 +776,23 @@ impl ContainerPool {
                     oom_checked(&container, self.init(&container, &job, timeout).await).await;
                 let init_ms = init.elapsed.as_millis() as u64;
                 if !init.response.is_success() {
-                    let logs = self.collect_logs(&container, &action, true, None).await;
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    self.give_back(Some(&container), memory);
-                    if kind == StartKind::Prewarm {
-                        self.spawn_stem(want.kind.clone(), memory);
-                    }
-                    return JobOutcome {
+                    let mut outcome = JobOutcome {
                         response: init.response,
-                        logs,
+                        logs: Vec::new(),
                         start,
                         end: now_ms(),
                         init_time: Some(init_ms),
                         timed_out: init.timed_out,
                         start_kind: Some(kind),
                     };
+                    report(&mut result, &outcome);
+                    outcome.logs = self.collect_logs(&container, &action, true, None).await;
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    self.give_back(Some(&container), memory);
+                    if kind == StartKind::Prewarm {
+                        self.spawn_stem(want.kind.clone(), memory);
+                    }
+                    return outcome;
                 }
                 self.state.lock().unwrap().slots.push(Slot {
                     key: want.key.clone(),
@@ -800,8 +822,18 @@ impl ContainerPool {
                 .unwrap()
                 .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
         }
+        let mut outcome = JobOutcome {
+            response: run.response,
+            logs: Vec::new(),
+            start,
+            end,
+            init_time,
+            timed_out: run.timed_out,
+            start_kind: Some(start_kind),
+        };
+        report(&mut result, &outcome);
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
-        let logs = self
+        outcome.logs = self
             .collect_logs(&container, &action, run.container_failed, tagged)
             .await;
         if start_kind == StartKind::Prewarm {
@@ -814,15 +846,7 @@ impl ContainerPool {
         } else {
             self.release(&container, &job, &want);
         }
-        JobOutcome {
-            response: run.response,
-            logs,
-            start,
-            end,
-            init_time,
-            timed_out: run.timed_out,
-            start_kind: Some(start_kind),
-        }
+        outcome
     }
 
     async fn init(
@@ -889,6 +913,13 @@ impl ContainerPool {
             out.push(LogLine::now(Stream::Stderr, DEVELOPER_ERROR_LINE).format());
         }
         out
+    }
+}
+
+/// Sends `outcome` (still without logs) to the waiting `result`, once.
+fn report(result: &mut Option<tokio::sync::oneshot::Sender<JobOutcome>>, outcome: &JobOutcome) {
+    if let Some(tx) = result.take() {
+        let _ = tx.send(outcome.clone());
     }
 }
 
