@@ -102,6 +102,31 @@ async fn runs_queue_when_nothing_fits() {
 }
 
 #[tokio::test]
+async fn a_burst_of_short_runs_waits_for_the_warm_container_instead_of_starting_more() {
+    let p = Platform::start_with(2048, Duration::from_secs(600)).await;
+    p.action("quick", "nodejs:20", NOOP, json!({})).await;
+    // The first run teaches the pool the action's run time (a few ms) and the kind's cold
+    // start (hundreds of ms).
+    assert!(cold(&p.invoke("quick", json!({}), "").await.body));
+    let results = futures::future::join_all((0..6).map(|_| p.invoke("quick", json!({}), ""))).await;
+    assert!(results.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(
+        results.iter().filter(|r| cold(&r.body)).count(),
+        0,
+        "all six ran in the warm container, one after the other"
+    );
+    assert_eq!(p.platform.pool().live_count(), 1);
+    // Runs longer than a cold start do not wait: each concurrent one gets a container.
+    let slow = "function main(p) { return new Promise(r => setTimeout(() => r({pid: process.pid}), 1500)); }";
+    p.action("slow", "nodejs:20", slow, json!({})).await;
+    assert!(cold(&p.invoke("slow", json!({}), "").await.body));
+    let results = futures::future::join_all((0..2).map(|_| p.invoke("slow", json!({}), ""))).await;
+    assert!(results.iter().all(|r| r.status == StatusCode::OK));
+    assert_eq!(results.iter().filter(|r| cold(&r.body)).count(), 1);
+    assert_eq!(p.platform.pool().live_count(), 3);
+}
+
+#[tokio::test]
 async fn idle_containers_are_removed_after_the_timeout() {
     let p = Platform::start_with(1024, Duration::from_millis(300)).await;
     p.action("a", "nodejs:20", NOOP, json!({})).await;

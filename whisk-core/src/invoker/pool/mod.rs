@@ -52,6 +52,12 @@ pub struct PoolConfig {
     pub keep_alive: Option<Arc<dyn KeepAlive>>,
     /// In which order runs waiting for memory are served.
     pub queue: QueueOrder,
+    /// Whether a run that finds every warm container of its action busy may wait briefly
+    /// for one instead of starting a new container, when the action's runs are much
+    /// shorter than a cold start (at most one mean cold start of its kind; see the pool
+    /// docs). `true` by default; `false` is OpenWhisk's pool, which starts a container for
+    /// every run that finds none free (the simulator models that pool).
+    pub wait_for_warm: bool,
 }
 
 impl Default for PoolConfig {
@@ -67,6 +73,7 @@ impl Default for PoolConfig {
             stem_cells: Vec::new(),
             keep_alive: None,
             queue: QueueOrder::Fifo,
+            wait_for_warm: true,
         }
     }
 }
@@ -225,6 +232,7 @@ impl ContainerPool {
     ) -> Arc<Self> {
         let state = State {
             order: config.queue,
+            wait_for_warm: config.wait_for_warm,
             ..State::default()
         };
         Arc::new(Self {
@@ -531,7 +539,7 @@ impl ContainerPool {
     }
 
     /// A container for `want`, waiting in line when nothing is available.
-    async fn acquire(&self, want: &Want) -> Result<Acquired, String> {
+    async fn acquire(self: &Arc<Self>, want: &Want) -> Result<Acquired, String> {
         let cap = self.config.user_memory_mb;
         if want.memory_mb > cap {
             return Err(format!(
@@ -545,17 +553,28 @@ impl ContainerPool {
             if st.closed {
                 return Err("The invoker is shutting down.".into());
             }
-            if let Some(got) = st.try_acquire(want, cap, &mut victims) {
+            let patience = st.patience(want);
+            if let Some(got) = st.try_acquire(want, cap, &mut victims, patience.is_some()) {
                 drop(st);
                 destroy_all(victims);
                 return Ok(got);
             }
             let (tx, rx) = oneshot::channel();
+            let now = Instant::now();
             st.waiters.push_back(Waiter {
                 want: want.clone(),
                 tx,
-                since: Instant::now(),
+                since: now,
+                patient_until: patience.map(|p| now + p),
             });
+            if let Some(p) = patience {
+                // When its patience runs out, it may start a container of its own.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(p).await;
+                    me.give_back(None, 0);
+                });
+            }
             rx
         };
         rx.await
@@ -747,6 +766,11 @@ impl ContainerPool {
                 (container, None, StartKind::Warm)
             }
             fresh => {
+                let _starting = Starting {
+                    pool: self,
+                    key: &want.key,
+                };
+                let acquired_at = Instant::now();
                 let (container, kind) = match fresh {
                     Acquired::Prewarm(c) => (c, StartKind::Prewarm),
                     _ => {
@@ -794,7 +818,11 @@ impl ContainerPool {
                     }
                     return outcome;
                 }
-                self.state.lock().unwrap().slots.push(Slot {
+                let mut st = self.state.lock().unwrap();
+                if kind == StartKind::Cold {
+                    st.observe_cold_start(&want.kind, acquired_at.elapsed().as_millis() as u64);
+                }
+                st.slots.push(Slot {
                     key: want.key.clone(),
                     container: container.clone(),
                     memory_mb: memory,
@@ -804,6 +832,7 @@ impl ContainerPool {
                     keep_alive: self.config.idle_timeout,
                     phase: Phase::Ready,
                 });
+                drop(st);
                 (container, Some(init_ms), kind)
             }
         };
@@ -816,12 +845,10 @@ impl ContainerPool {
         };
         let run = oom_checked(&container, run).await;
         let end = now_ms();
-        if self.config.queue != QueueOrder::Fifo {
-            self.state
-                .lock()
-                .unwrap()
-                .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
-        }
+        self.state
+            .lock()
+            .unwrap()
+            .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
         let mut outcome = JobOutcome {
             response: run.response,
             logs: Vec::new(),
@@ -913,6 +940,21 @@ impl ContainerPool {
             out.push(LogLine::now(Stream::Stderr, DEVELOPER_ERROR_LINE).format());
         }
         out
+    }
+}
+
+/// A container being started for a warm key, counted in the pool's state until this is
+/// dropped (it is ready, or its start or init failed); the runs waiting for it are then
+/// looked at again.
+struct Starting<'a> {
+    pool: &'a ContainerPool,
+    key: &'a WarmKey,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.pool.state.lock().unwrap().started(self.key, -1);
+        self.pool.give_back(None, 0);
     }
 }
 
