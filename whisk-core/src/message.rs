@@ -2,7 +2,7 @@
 
 use crate::entity::{ActivationId, FullyQualifiedEntityName, Identity, WhiskActivation};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 thread_local! {
@@ -267,13 +267,58 @@ pub struct ActivationMessage {
 }
 
 /// The `response` of an acknowledgement: the whole activation or only its id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AckResponse {
     /// Just the id (non-blocking acks are shrunk to this).
     Id(ActivationId),
     /// The full record.
     Activation(Box<WhiskActivation>),
+}
+
+/// A string is the id, an object the activation: read in one pass (serde's untagged enums
+/// buffer the whole activation first and then try each variant).
+impl<'de> Deserialize<'de> for AckResponse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, IntoDeserializer};
+        struct Either;
+        impl<'de> de::Visitor<'de> for Either {
+            type Value = AckResponse;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an activation id or an activation")
+            }
+            fn visit_str<E: de::Error>(self, id: &str) -> Result<AckResponse, E> {
+                ActivationId::deserialize(id.into_deserializer()).map(AckResponse::Id)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<AckResponse, A::Error> {
+                WhiskActivation::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|a| AckResponse::Activation(Box::new(a)))
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+/// An acknowledgement as it is written: serialised straight from the message's fields (no
+/// intermediate JSON tree), fields in OpenWhisk's order, absent ones left out.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AckWire<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a AckResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation_id: Option<&'a ActivationId>,
+    transid: &'a TransactionId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_system_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<&'a InvokerInstanceId>,
+}
+
+impl Serialize for Acknowledgement {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.wire().serialize(serializer)
+    }
 }
 
 /// Acknowledgements on `completed{controller}`, told apart by their fields as OpenWhisk does.
@@ -333,25 +378,42 @@ impl Acknowledgement {
 
     /// The JSON wire form.
     pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("acknowledgements serialise")
+    }
+
+    /// The fields of the wire form (absent ones are `None`).
+    fn wire(&self) -> AckWire<'_> {
+        let mut w = AckWire {
+            transid: self.transid(),
+            response: None,
+            activation_id: None,
+            is_system_error: None,
+            instance: None,
+        };
         match self {
             Self::Combined {
-                transid,
                 response,
                 is_system_error,
                 instance,
+                ..
             } => {
-                json!({"transid": transid, "response": response, "isSystemError": is_system_error, "instance": instance})
+                w.response = Some(response);
+                w.is_system_error = Some(*is_system_error);
+                w.instance = Some(instance);
             }
             Self::Completion {
-                transid,
                 activation_id,
                 is_system_error,
                 instance,
+                ..
             } => {
-                json!({"transid": transid, "activationId": activation_id, "isSystemError": is_system_error, "instance": instance})
+                w.activation_id = Some(activation_id);
+                w.is_system_error = Some(*is_system_error);
+                w.instance = Some(instance);
             }
-            Self::Result { transid, response } => json!({"transid": transid, "response": response}),
+            Self::Result { response, .. } => w.response = Some(response),
         }
+        w
     }
 
     /// Parses the wire form, choosing the type by which fields are present.
@@ -603,6 +665,7 @@ impl EventMessage {
 mod tests {
     use super::*;
     use crate::entity::identity::{AuthKey, GUEST_KEY};
+    use serde_json::json;
 
     #[test]
     fn activation_message_json() {
@@ -661,13 +724,44 @@ mod tests {
                 response: AckResponse::Id(id.clone()),
             },
         ];
-        for ack in acks {
-            let bytes = serde_json::to_vec(&ack.to_json()).unwrap();
+        let keys = |v: &Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let expected_keys = [
+            vec!["instance", "isSystemError", "response", "transid"],
+            vec!["activationId", "instance", "isSystemError", "transid"],
+            vec!["response", "transid"],
+        ];
+        for (ack, expected) in acks.into_iter().zip(expected_keys) {
+            let bytes = serde_json::to_vec(&ack).unwrap();
+            assert_eq!(keys(&serde_json::from_slice(&bytes).unwrap()), expected);
+            assert_eq!(
+                serde_json::to_vec(&ack.to_json()).unwrap().len(),
+                bytes.len()
+            );
             let back = Acknowledgement::parse(&bytes).unwrap();
             assert_eq!(back, ack);
             assert_eq!(back.activation_id(), &id);
         }
+        // A whole activation as the response, read in one pass.
+        let record: WhiskActivation = serde_json::from_value(json!({
+            "namespace": "guest", "name": "hello", "subject": "guest",
+            "activationId": id.to_string(), "start": 1, "end": 2, "duration": 1,
+            "response": {"status": "success", "statusCode": 0, "success": true,
+                "result": {"x": 1}},
+            "logs": [], "version": "0.0.1", "publish": false, "annotations": []
+        }))
+        .unwrap();
+        let result = Acknowledgement::Result {
+            transid: TransactionId("t".into(), 1),
+            response: AckResponse::Activation(Box::new(record)),
+        };
+        let back = Acknowledgement::parse(&serde_json::to_vec(&result).unwrap()).unwrap();
+        assert_eq!(back, result);
         assert!(Acknowledgement::parse(br#"{"transid":["t",1]}"#).is_err());
+        assert!(Acknowledgement::parse(br#"{"transid":["t",1],"response":7}"#).is_err());
     }
 
     #[test]

@@ -423,7 +423,7 @@ impl Invoker {
     async fn publish_ack(&self, msg: &ActivationMessage, ack: &Acknowledgement) {
         let topic =
             crate::bus::topics::completed(msg.root_controller_index.as_string.parse().unwrap_or(0));
-        let bytes = serde_json::to_vec(&ack.to_json()).expect("ack serialises");
+        let bytes = serde_json::to_vec(ack).expect("ack serialises");
         if let Err(e) = self.bus.publish(&topic, bytes.into()).await {
             tracing::error!(error = %e, "publishing ack failed");
         }

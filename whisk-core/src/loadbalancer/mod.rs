@@ -613,7 +613,8 @@ impl LoadBalancer {
 
     async fn ack(&self, ack: Acknowledgement) {
         let id = ack.activation_id().clone();
-        let (completes, response, system_error, instance) = match &ack {
+        let health = ack.transid().id() == HEALTH_TRANSACTION_ID;
+        let (completes, response, system_error, instance) = match ack {
             Acknowledgement::Combined {
                 response,
                 is_system_error,
@@ -622,15 +623,19 @@ impl LoadBalancer {
             } => (
                 true,
                 Some(response),
-                *is_system_error,
+                is_system_error,
                 Some(instance.instance),
             ),
             Acknowledgement::Completion {
                 is_system_error,
                 instance,
                 ..
-            } => (true, None, *is_system_error, Some(instance.instance)),
+            } => (true, None, is_system_error, Some(instance.instance)),
             Acknowledgement::Result { response, .. } => (false, Some(response), false, None),
+        };
+        let response_timing = match &response {
+            Some(AckResponse::Activation(a)) => Some(timing(a)),
+            _ => None,
         };
         let result = if system_error {
             InvocationResult::SystemError
@@ -646,8 +651,8 @@ impl LoadBalancer {
                     } else {
                         None
                     };
-                    if let Some(AckResponse::Activation(a)) = response {
-                        p.timing = Some(timing(a));
+                    if response_timing.is_some() {
+                        p.timing = response_timing;
                     }
                     let done = if completes { pending.remove(&id) } else { None };
                     Some((waiter, done))
@@ -656,7 +661,7 @@ impl LoadBalancer {
             }
         };
         let Some((waiter, done)) = tracked else {
-            if completes && ack.transid().id() == HEALTH_TRANSACTION_ID {
+            if completes && health {
                 // A health test action: not tracked, delivered to nobody.
                 if let Some(invoker) = instance {
                     self.invocation_finished(invoker, result).await;
@@ -668,16 +673,13 @@ impl LoadBalancer {
         };
         if let (Some(w), Some(r)) = (waiter, response) {
             let _ = w.send(match r {
-                AckResponse::Activation(a) => Completed::Activation(a.clone()),
+                AckResponse::Activation(a) => Completed::Activation(a),
                 AckResponse::Id(_) => Completed::IdOnly,
             });
         }
         if let Some(p) = done {
             self.finish(&p);
-            let (duration, init) = match response {
-                Some(AckResponse::Activation(a)) => timing(a),
-                _ => p.timing.unwrap_or_default(),
-            };
+            let (duration, init) = p.timing.unwrap_or_default();
             self.scheduler
                 .completed(&Completion {
                     invoker: p.invoker,
