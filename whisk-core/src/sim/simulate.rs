@@ -237,8 +237,8 @@ async fn replay(
                 stem_cells: config.stem_cells.clone(),
                 keep_alive: config.keep_alive.as_ref().map(|make| make()),
                 queue: config.queue,
-                // OpenWhisk's pool: a container for every run that finds none free.
-                wait_for_warm: false,
+                // OpenWhisk's pool: no cap on containers starting at once.
+                max_cold_starts: None,
                 ..PoolConfig::default()
             },
         );

@@ -52,12 +52,14 @@ pub struct PoolConfig {
     pub keep_alive: Option<Arc<dyn KeepAlive>>,
     /// In which order runs waiting for memory are served.
     pub queue: QueueOrder,
-    /// Whether a run that finds every warm container of its action busy may wait briefly
-    /// for one instead of starting a new container, when the action's runs are much
-    /// shorter than a cold start (at most one mean cold start of its kind; see the pool
-    /// docs). `true` by default; `false` is OpenWhisk's pool, which starts a container for
-    /// every run that finds none free (the simulator models that pool).
-    pub wait_for_warm: bool,
+    /// How many new containers may be starting (created and initialised) at once; a run that
+    /// would start one more waits in line, and takes a warm container of its action if one
+    /// is released first. Against cold-start storms: without a cap, a burst of short runs
+    /// starts a container for every run that finds none idle, and on a busy machine the
+    /// starts slow each other down until every run is a cold start. `None`: no cap
+    /// (OpenWhisk's pool; the simulator models that one). Default: twice the machine's
+    /// CPUs, at least 4.
+    pub max_cold_starts: Option<usize>,
 }
 
 impl Default for PoolConfig {
@@ -73,7 +75,8 @@ impl Default for PoolConfig {
             stem_cells: Vec::new(),
             keep_alive: None,
             queue: QueueOrder::Fifo,
-            wait_for_warm: true,
+            max_cold_starts: Some(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
+                .map(|n| n.max(4)),
         }
     }
 }
@@ -232,7 +235,7 @@ impl ContainerPool {
     ) -> Arc<Self> {
         let state = State {
             order: config.queue,
-            wait_for_warm: config.wait_for_warm,
+            cold_cap: config.max_cold_starts,
             ..State::default()
         };
         Arc::new(Self {
@@ -539,7 +542,7 @@ impl ContainerPool {
     }
 
     /// A container for `want`, waiting in line when nothing is available.
-    async fn acquire(self: &Arc<Self>, want: &Want) -> Result<Acquired, String> {
+    async fn acquire(&self, want: &Want) -> Result<Acquired, String> {
         let cap = self.config.user_memory_mb;
         if want.memory_mb > cap {
             return Err(format!(
@@ -553,28 +556,17 @@ impl ContainerPool {
             if st.closed {
                 return Err("The invoker is shutting down.".into());
             }
-            let patience = st.patience(want);
-            if let Some(got) = st.try_acquire(want, cap, &mut victims, patience.is_some()) {
+            if let Some(got) = st.try_acquire(want, cap, &mut victims) {
                 drop(st);
                 destroy_all(victims);
                 return Ok(got);
             }
             let (tx, rx) = oneshot::channel();
-            let now = Instant::now();
             st.waiters.push_back(Waiter {
                 want: want.clone(),
                 tx,
-                since: now,
-                patient_until: patience.map(|p| now + p),
+                since: Instant::now(),
             });
-            if let Some(p) = patience {
-                // When its patience runs out, it may start a container of its own.
-                let me = self.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(p).await;
-                    me.give_back(None, 0);
-                });
-            }
             rx
         };
         rx.await
@@ -766,11 +758,8 @@ impl ContainerPool {
                 (container, None, StartKind::Warm)
             }
             fresh => {
-                let _starting = Starting {
-                    pool: self,
-                    key: &want.key,
-                };
-                let acquired_at = Instant::now();
+                // A new container counts as starting until initialised or failed.
+                let _cold = matches!(fresh, Acquired::Cold).then(|| ColdStart(self));
                 let (container, kind) = match fresh {
                     Acquired::Prewarm(c) => (c, StartKind::Prewarm),
                     _ => {
@@ -818,11 +807,7 @@ impl ContainerPool {
                     }
                     return outcome;
                 }
-                let mut st = self.state.lock().unwrap();
-                if kind == StartKind::Cold {
-                    st.observe_cold_start(&want.kind, acquired_at.elapsed().as_millis() as u64);
-                }
-                st.slots.push(Slot {
+                self.state.lock().unwrap().slots.push(Slot {
                     key: want.key.clone(),
                     container: container.clone(),
                     memory_mb: memory,
@@ -832,7 +817,6 @@ impl ContainerPool {
                     keep_alive: self.config.idle_timeout,
                     phase: Phase::Ready,
                 });
-                drop(st);
                 (container, Some(init_ms), kind)
             }
         };
@@ -845,10 +829,12 @@ impl ContainerPool {
         };
         let run = oom_checked(&container, run).await;
         let end = now_ms();
-        self.state
-            .lock()
-            .unwrap()
-            .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
+        if self.config.queue != QueueOrder::Fifo {
+            self.state
+                .lock()
+                .unwrap()
+                .observe_run(&want.key.action, run.elapsed.as_millis() as u64);
+        }
         let mut outcome = JobOutcome {
             response: run.response,
             logs: Vec::new(),
@@ -943,18 +929,15 @@ impl ContainerPool {
     }
 }
 
-/// A container being started for a warm key, counted in the pool's state until this is
-/// dropped (it is ready, or its start or init failed); the runs waiting for it are then
+/// A new container being started and initialised, counted against
+/// [`PoolConfig::max_cold_starts`] until this is dropped; the runs waiting in line are then
 /// looked at again.
-struct Starting<'a> {
-    pool: &'a ContainerPool,
-    key: &'a WarmKey,
-}
+struct ColdStart<'a>(&'a ContainerPool);
 
-impl Drop for Starting<'_> {
+impl Drop for ColdStart<'_> {
     fn drop(&mut self) {
-        self.pool.state.lock().unwrap().started(self.key, -1);
-        self.pool.give_back(None, 0);
+        self.0.state.lock().unwrap().cold_starting -= 1;
+        self.0.give_back(None, 0);
     }
 }
 

@@ -75,16 +75,7 @@ pub(super) struct Waiter {
     pub tx: oneshot::Sender<Acquired>,
     /// When it joined the line.
     pub since: Instant,
-    /// Until then it takes only a warm container of its action (see [`State::patience`]).
-    pub patient_until: Option<Instant>,
 }
-
-/// The cold start time (ms) assumed for a kind before one was measured in this pool.
-const DEFAULT_COLD_START_MS: f64 = 1000.0;
-
-/// Containers of one action that may start at once before its first run has finished (and
-/// so its run time is unknown); more runs wait for them (see [`State::patience`]).
-const BLIND_STARTS: usize = 2;
 
 /// In which order runs waiting for memory get it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,41 +104,27 @@ pub(super) struct State {
     pub evictions: u64,
     /// How waiting runs are served.
     pub order: QueueOrder,
-    /// Per action (document id), the weighted mean run time in ms.
+    /// Per action (document id), the weighted mean run time in ms (kept for
+    /// [`QueueOrder::ShortestPredicted`]).
     pub predicted_ms: HashMap<String, f64>,
-    /// Whether a run may wait for a busy container of its action instead of starting one
-    /// ([`PoolConfig::wait_for_warm`](super::PoolConfig::wait_for_warm)).
-    pub wait_for_warm: bool,
-    /// Per warm key, containers being started and initialised for it.
-    pub starting_keys: HashMap<WarmKey, usize>,
-    /// Per kind, the weighted mean time in ms from handing out memory for a new container
-    /// to the end of its `/init`.
-    pub cold_start_ms: HashMap<String, f64>,
-}
-
-/// Adds `sample` to the weighted mean `key` of `means` (the first sample is the mean).
-fn observe(means: &mut HashMap<String, f64>, key: &str, sample: f64) {
-    match means.get_mut(key) {
-        Some(mean) => *mean += 0.3 * (sample - *mean),
-        None => {
-            means.insert(key.to_string(), sample);
-        }
-    }
+    /// How many new containers may be starting at once
+    /// ([`PoolConfig::max_cold_starts`](super::PoolConfig::max_cold_starts)).
+    pub cold_cap: Option<usize>,
+    /// New containers handed out and not yet initialised (or failed).
+    pub cold_starting: usize,
 }
 
 impl State {
     /// Satisfies `want` at once if possible, in OpenWhisk's order: a warm container of the same
     /// action with room, a prewarmed container of the same kind and memory, free memory for a
     /// cold start, or free memory after evicting least recently used idle containers (returned
-    /// in `victims` for destruction). Stem cells are never evicted for space.
-    ///
-    /// With `warm_only`, only a warm container will do.
+    /// in `victims` for destruction). Stem cells are never evicted for space. No cold start
+    /// while [`cold_cap`](Self::cold_cap) new containers are starting.
     pub fn try_acquire(
         &mut self,
         want: &Want,
         cap: u64,
         victims: &mut Vec<Arc<dyn Container>>,
-        warm_only: bool,
     ) -> Option<Acquired> {
         let usable =
             |s: &Slot| s.key == want.key && s.active < s.capacity && s.phase != Phase::Pausing;
@@ -165,16 +142,15 @@ impl State {
                 paused,
             });
         }
-        if warm_only {
-            return None;
-        }
         if let Some(i) = self
             .stems
             .iter()
             .position(|s| s.kind == want.kind && s.memory_mb == want.memory_mb)
         {
-            self.started(&want.key, 1);
             return Some(Acquired::Prewarm(self.stems.swap_remove(i).container));
+        }
+        if self.cold_cap.is_some_and(|cap| self.cold_starting >= cap) {
+            return None; // waits for a start to end, or for a warm container
         }
         let idle_mb: u64 = self
             .slots
@@ -201,76 +177,20 @@ impl State {
             victims.push(v.container);
         }
         self.used_mb += want.memory_mb;
-        self.started(&want.key, 1);
+        self.cold_starting += 1;
         Some(Acquired::Cold)
-    }
-
-    /// Counts `delta` (+1 or -1) containers starting for `key`.
-    pub fn started(&mut self, key: &WarmKey, delta: isize) {
-        if delta > 0 {
-            *self.starting_keys.entry(key.clone()).or_default() += 1;
-        } else if let Some(n) = self.starting_keys.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                self.starting_keys.remove(key);
-            }
-        }
     }
 
     /// Records a run of `action` that took `ms`.
     pub fn observe_run(&mut self, action: &str, ms: u64) {
-        observe(&mut self.predicted_ms, action, ms as f64);
-    }
-
-    /// Records a new container of `kind` that was ready (initialised) `ms` after its memory
-    /// was handed out.
-    pub fn observe_cold_start(&mut self, kind: &str, ms: u64) {
-        observe(&mut self.cold_start_ms, kind, ms as f64);
-    }
-
-    /// How long a run of `want` that finds no free warm container should wait for one of
-    /// its action's busy or starting containers rather than start another, if at all.
-    ///
-    /// It waits when its expected wait (the action's mean run time, times the runs already
-    /// waiting so plus this one, over the action's busy and starting containers) is under
-    /// half the kind's mean cold start, or when the action has no finished run yet and
-    /// [`BLIND_STARTS`] of its containers are starting. It waits at most one mean cold
-    /// start, then may start a container of its own. Without this, a burst of short runs
-    /// starts a container per concurrent run, and on a loaded machine the starts slow each
-    /// other down until every run is a cold start.
-    pub fn patience(&self, want: &Want) -> Option<std::time::Duration> {
-        if !self.wait_for_warm {
-            return None;
+        if self.order == QueueOrder::Fifo {
+            return;
         }
-        let busy = self.slots.iter().filter(|s| s.key == want.key).count();
-        let starting = self.starting_keys.get(&want.key).copied().unwrap_or(0);
-        let containers = busy + starting;
-        if containers == 0 {
-            return None;
-        }
-        let cold = self
-            .cold_start_ms
-            .get(&want.kind)
-            .copied()
-            .unwrap_or(DEFAULT_COLD_START_MS);
-        let wait = match self.predicted_ms.get(&want.key.action) {
-            Some(run_ms) => {
-                let queued = self
-                    .waiters
-                    .iter()
-                    .filter(|w| w.patient_until.is_some() && w.want.key == want.key)
-                    .count();
-                run_ms * (queued + 1) as f64 / containers as f64 <= cold / 2.0
-            }
-            None => starting >= BLIND_STARTS,
-        };
-        wait.then(|| std::time::Duration::from_millis(cold as u64))
-    }
-
-    /// Whether a run of `want` waiting patiently still has a container of its action to
-    /// wait for.
-    fn has_company(&self, want: &Want) -> bool {
-        self.starting_keys.contains_key(&want.key) || self.slots.iter().any(|s| s.key == want.key)
+        let mean = self
+            .predicted_ms
+            .entry(action.to_string())
+            .or_insert(ms as f64);
+        *mean += 0.3 * (ms as f64 - *mean);
     }
 
     /// Hands containers and memory to waiting runs, in the [`QueueOrder`].
@@ -287,13 +207,10 @@ impl State {
                 .make_contiguous()
                 .sort_by(|a, b| rank(a).total_cmp(&rank(b)));
         }
-        let now = Instant::now();
         let mut i = 0;
         while i < self.waiters.len() {
             let want = self.waiters[i].want.clone();
-            let warm_only =
-                self.waiters[i].patient_until.is_some_and(|t| now < t) && self.has_company(&want);
-            match self.try_acquire(&want, cap, victims, warm_only) {
+            match self.try_acquire(&want, cap, victims) {
                 Some(got) => {
                     let w = self.waiters.remove(i).expect("index in range");
                     if let Err(got) = w.tx.send(got) {
@@ -317,17 +234,14 @@ impl State {
                     s.active -= 1;
                 }
             }
-            Acquired::Prewarm(container) => {
-                self.started(&want.key, -1);
-                self.stems.push(Stem {
-                    kind: want.kind.clone(),
-                    memory_mb: want.memory_mb,
-                    container,
-                })
-            }
+            Acquired::Prewarm(container) => self.stems.push(Stem {
+                kind: want.kind.clone(),
+                memory_mb: want.memory_mb,
+                container,
+            }),
             Acquired::Cold => {
-                self.started(&want.key, -1);
                 self.used_mb -= want.memory_mb;
+                self.cold_starting -= 1;
             }
         }
     }
@@ -355,12 +269,12 @@ mod tests {
     use std::time::Duration;
 
     /// A container that is only an id.
-    struct Named(String);
+    struct Named(&'static str);
 
     #[async_trait::async_trait]
     impl Container for Named {
         fn id(&self) -> &str {
-            &self.0
+            self.0
         }
         fn endpoint(&self) -> &str {
             ""
@@ -386,123 +300,66 @@ mod tests {
         }
     }
 
-    /// A pool state with one busy container of `w`'s action, a 500 ms cold start measured
-    /// and the action's runs taking `run_ms` (when given).
-    fn busy(w: &Want, run_ms: Option<u64>) -> State {
+    #[test]
+    fn no_cold_start_beyond_the_cap_but_warm_and_prewarmed_containers_still_serve() {
+        let (a, b) = (want("a"), want("b"));
         let mut st = State {
-            wait_for_warm: true,
+            cold_cap: Some(1),
             ..State::default()
         };
+        let mut victims = vec![];
+        assert!(matches!(
+            st.try_acquire(&a, 4096, &mut victims),
+            Some(Acquired::Cold)
+        ));
+        assert_eq!(st.cold_starting, 1);
+        assert!(st.try_acquire(&b, 4096, &mut victims).is_none(), "capped");
+        assert_eq!(st.used_mb, 256, "no memory booked for it");
+        // A stem cell needs no start.
+        st.stems.push(Stem {
+            kind: b.kind.clone(),
+            memory_mb: b.memory_mb,
+            container: Arc::new(Named("stem")),
+        });
+        assert!(matches!(
+            st.try_acquire(&b, 4096, &mut victims),
+            Some(Acquired::Prewarm(_))
+        ));
+        // a's container is ready and busy; a second run of a waits in line, and gets it
+        // when it is released, before any start ends.
         st.slots.push(Slot {
-            key: w.key.clone(),
-            container: Arc::new(Named("c1".into())),
-            memory_mb: w.memory_mb,
+            key: a.key.clone(),
+            container: Arc::new(Named("a1")),
+            memory_mb: 256,
             active: 1,
             capacity: 1,
             last_used: Instant::now(),
             keep_alive: Duration::from_secs(600),
             phase: Phase::Ready,
         });
-        st.used_mb = w.memory_mb;
-        st.observe_cold_start(&w.kind, 500);
-        if let Some(ms) = run_ms {
-            st.observe_run(&w.key.action, ms);
-        }
-        st
-    }
-
-    #[test]
-    fn short_runs_wait_for_a_busy_container_and_long_ones_do_not() {
-        let w = want("quick");
-        let st = busy(&w, Some(5));
-        assert_eq!(st.patience(&w), Some(Duration::from_millis(500)));
-        let mut victims = vec![];
-        let mut st = busy(&w, Some(5));
-        assert!(st.try_acquire(&w, 2048, &mut victims, true).is_none());
-        assert_eq!(st.used_mb, 256, "no memory booked for a new container");
-        // Runs of more than half a cold start: a container of their own, as OpenWhisk's.
-        assert_eq!(busy(&w, Some(300)).patience(&w), None);
-        // Switched off: OpenWhisk's pool.
-        let mut off = busy(&w, Some(5));
-        off.wait_for_warm = false;
-        assert_eq!(off.patience(&w), None);
-        // Nothing of the action's running: nothing to wait for.
-        assert_eq!(busy(&w, Some(5)).patience(&want("other")), None);
-    }
-
-    #[test]
-    fn the_expected_wait_grows_with_the_runs_already_waiting() {
-        let w = want("quick");
-        let mut st = busy(&w, Some(100));
-        for _ in 0..2 {
-            assert!(st.patience(&w).is_some());
-            let (tx, _rx) = oneshot::channel();
-            st.waiters.push_back(Waiter {
-                want: w.clone(),
-                tx,
-                since: Instant::now(),
-                patient_until: Some(Instant::now() + Duration::from_secs(1)),
-            });
-        }
-        // A third one would wait 3 x 100 ms > 250 ms: it starts a container.
-        assert_eq!(st.patience(&w), None);
-    }
-
-    #[test]
-    fn before_a_run_finished_two_containers_start_and_the_rest_wait() {
-        let w = want("new");
-        let mut st = State {
-            wait_for_warm: true,
-            ..State::default()
-        };
-        let mut victims = vec![];
-        for _ in 0..BLIND_STARTS {
-            assert_eq!(st.patience(&w), None);
-            assert!(matches!(
-                st.try_acquire(&w, 4096, &mut victims, false),
-                Some(Acquired::Cold)
-            ));
-        }
-        assert_eq!(st.starting_keys[&w.key], BLIND_STARTS);
-        assert_eq!(
-            st.patience(&w),
-            Some(Duration::from_millis(DEFAULT_COLD_START_MS as u64))
-        );
-        st.started(&w.key, -1);
-        st.started(&w.key, -1);
-        assert!(st.starting_keys.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_waiting_run_gets_the_warm_container_or_after_its_patience_memory() {
-        let w = want("quick");
-        let mut st = busy(&w, Some(5));
-        let mut victims = vec![];
         let (tx, mut rx) = oneshot::channel();
         st.waiters.push_back(Waiter {
-            want: w.clone(),
+            want: a.clone(),
             tx,
             since: Instant::now(),
-            patient_until: Some(Instant::now() + Duration::from_millis(500)),
         });
-        st.dispatch(2048, &mut victims);
-        assert!(
-            rx.try_recv().is_err(),
-            "still waiting: memory is free, but it waits"
-        );
-        st.slots[0].active = 0; // the busy run ended
-        st.dispatch(2048, &mut victims);
+        st.dispatch(4096, &mut victims);
+        assert!(rx.try_recv().is_err(), "still capped, still busy");
+        st.slots[0].active = 0;
+        st.dispatch(4096, &mut victims);
         assert!(matches!(rx.try_recv(), Ok(Acquired::Warm { .. })));
-
-        let (tx, mut rx) = oneshot::channel();
-        st.waiters.push_back(Waiter {
-            want: w.clone(),
-            tx,
-            since: Instant::now(),
-            patient_until: Some(Instant::now() + Duration::from_millis(500)),
-        });
-        tokio::time::advance(Duration::from_millis(501)).await;
-        st.dispatch(2048, &mut victims);
-        assert!(matches!(rx.try_recv(), Ok(Acquired::Cold)));
+        // The start ended: the cap allows the next one.
+        st.cold_starting -= 1;
+        assert!(matches!(
+            st.try_acquire(&want("c"), 4096, &mut victims),
+            Some(Acquired::Cold)
+        ));
+        // Without a cap (OpenWhisk's pool) starts are never held back.
+        st.cold_cap = None;
+        assert!(matches!(
+            st.try_acquire(&want("d"), 4096, &mut victims),
+            Some(Acquired::Cold)
+        ));
+        assert_eq!(st.cold_starting, 2);
     }
 }
