@@ -101,6 +101,45 @@ async fn runs_queue_when_nothing_fits() {
     assert_eq!(r.body["response"]["status"], "whisk internal error");
 }
 
+#[tokio::test]
+async fn back_to_back_runs_keep_their_own_logs() {
+    // The container is released before its logs are collected, so the next run may start
+    // while the last one's logs are still being taken: each record still has its own lines.
+    let p = Platform::start().await;
+    let code =
+        "function main(p) { console.log('line ' + p.i); console.error('err ' + p.i); return {}; }";
+    p.action("chatty", "nodejs:20", code, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = p.invoke("chatty", json!({"i": i}), "").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        ids.push(r.body);
+    }
+    for (i, activation) in ids.iter().enumerate() {
+        let logs = p.record(activation).await["logs"].clone();
+        let lines: Vec<&str> = logs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("stdout: line {i}"))),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("stderr: err {i}"))),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(p.platform.pool().live_count(), 1);
+}
+
 /// `n` concurrent runs of a no-op nodejs action on a fresh pool with `max_cold_starts`;
 /// returns the pool's cold starts.
 async fn concurrent_first_runs(n: usize, max_cold_starts: Option<usize>) -> u64 {

@@ -583,8 +583,16 @@ impl ContainerPool {
 
     /// Ends a run on a healthy container: it stays warm for its action, or, when the
     /// keep-alive policy pre-warms the action and nothing else runs in it, it is removed now
-    /// and a new one is warmed for `job`'s action after the pre-warm window.
-    fn release(self: &Arc<Self>, container: &Arc<dyn Container>, job: &Job, want: &Want) {
+    /// and a new one is warmed for `job`'s action after the pre-warm window. Returns the
+    /// containers to destroy (this one, or idle ones evicted for waiting runs), for the
+    /// caller to destroy once it has its logs.
+    #[must_use]
+    fn release(
+        self: &Arc<Self>,
+        container: &Arc<dyn Container>,
+        job: &Job,
+        want: &Want,
+    ) -> Vec<Arc<dyn Container>> {
         let windows = self.windows(&want.key.action);
         let mut victims = Vec::new();
         let mut prewarm = None;
@@ -604,7 +612,6 @@ impl ContainerPool {
             }
             st.dispatch(self.config.user_memory_mb, &mut victims);
         }
-        destroy_all(victims);
         if let Some(w) = prewarm {
             let me = self.clone();
             let (job, want) = (job.clone(), want.clone());
@@ -613,6 +620,7 @@ impl ContainerPool {
                 me.warm_up(&job, &want, windows.keep_alive).await;
             });
         }
+        victims
     }
 
     /// Starts and initialises an idle container for `job`'s action if memory is free now
@@ -662,6 +670,7 @@ impl ContainerPool {
                     last_used: Instant::now(),
                     keep_alive,
                     phase: Phase::Ready,
+                    log_turn: Default::default(),
                 });
                 st.dispatch(self.config.user_memory_mb, &mut victims);
             }
@@ -816,6 +825,7 @@ impl ContainerPool {
                     last_used: Instant::now(),
                     keep_alive: self.config.idle_timeout,
                     phase: Phase::Ready,
+                    log_turn: Default::default(),
                 });
                 (container, Some(init_ms), kind)
             }
@@ -846,9 +856,22 @@ impl ContainerPool {
         };
         report(&mut result, &outcome);
         let tagged = (want.capacity > 1).then_some(job.context.activation_id.as_str());
+        // A healthy container is released before its logs are collected, so the next run
+        // need not wait for them; the log turn keeps the next run's collection behind this
+        // one's, and what the release evicts is destroyed only after.
+        let mut victims = Vec::new();
+        let mut turn = None;
+        if !run.container_failed {
+            if tagged.is_none() {
+                turn = self.log_turn(&container).await;
+            }
+            victims = self.release(&container, &job, &want);
+        }
         outcome.logs = self
             .collect_logs(&container, &action, run.container_failed, tagged)
             .await;
+        drop(turn);
+        destroy_all(victims);
         if start_kind == StartKind::Prewarm {
             // Replace the stem cell only now, so its start does not compete with this run.
             self.spawn_stem(want.kind.clone(), memory);
@@ -856,10 +879,23 @@ impl ContainerPool {
         if run.container_failed {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
             self.give_back(Some(&container), memory);
-        } else {
-            self.release(&container, &job, &want);
         }
         outcome
+    }
+
+    /// Waits for `container`'s log turn (see `Slot::log_turn`); `None` if it has no slot.
+    async fn log_turn(
+        &self,
+        container: &Arc<dyn Container>,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = self
+            .state
+            .lock()
+            .unwrap()
+            .slot_mut(container)?
+            .log_turn
+            .clone();
+        Some(turn.lock_owned().await)
     }
 
     async fn init(

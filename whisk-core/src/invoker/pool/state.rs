@@ -47,6 +47,10 @@ pub(super) struct Slot {
     /// Removed when idle this long (the keep-alive policy's window at its last release).
     pub keep_alive: std::time::Duration,
     pub phase: Phase,
+    /// Taken by a run before it releases the container and held while its logs are
+    /// collected, so runs of a container that runs one at a time (sharing one untagged log
+    /// stream) collect their logs in the order they ran.
+    pub log_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A prewarmed container of a kind, not yet initialised.
@@ -336,6 +340,7 @@ mod tests {
             last_used: Instant::now(),
             keep_alive: Duration::from_secs(600),
             phase: Phase::Ready,
+            log_turn: Default::default(),
         });
         let (tx, mut rx) = oneshot::channel();
         st.waiters.push_back(Waiter {
