@@ -95,12 +95,7 @@ async fn list_get_logs_result() {
         .get(&format!("/api/v1/namespaces/_/activations/{id}/logs"))
         .await
         .body;
-    let lines: Vec<&str> = logs["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let lines = common::strings(&logs["logs"]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines.iter().any(|l| l.ends_with(" stdout: one")));
     assert!(lines.iter().any(|l| l.ends_with(" stderr: two")));

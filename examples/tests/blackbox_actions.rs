@@ -64,17 +64,6 @@ fn annotation(r: &Value, key: &str) -> Option<Value> {
         .map(|a| a["value"].clone())
 }
 
-fn logs(r: &Value) -> Vec<String> {
-    r["logs"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|l| l.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_native_script_runs_warm_with_its_logs() {
     let p = Platform::start().await;
@@ -103,7 +92,7 @@ async fn a_native_script_runs_warm_with_its_logs() {
     );
     assert_eq!(annotation(&r.body, "kind"), Some(json!("blackbox")));
     assert!(annotation(&r.body, "initTime").is_some(), "a cold start");
-    let lines = logs(&p.record(&r.body).await);
+    let lines = p.record_logs(&r.body).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines
         .iter()
@@ -121,7 +110,7 @@ async fn a_native_script_runs_warm_with_its_logs() {
         r.body["activationId"]
     );
     assert!(annotation(&r.body, "initTime").is_none(), "a warm start");
-    assert_eq!(logs(&p.record(&r.body).await).len(), 2);
+    assert_eq!(p.record_logs(&r.body).await.len(), 2);
 
     let r = p
         .invoke("native", json!({"msg": "x"}), "&result=true")
@@ -140,7 +129,7 @@ async fn a_zip_with_exec_runs_and_one_without_fails_at_init() {
         let r = p.invoke("zipped", json!({}), "").await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(r.body["response"]["result"], json!({"answer": 42}));
-        let lines = logs(&p.record(&r.body).await);
+        let lines = p.record_logs(&r.body).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].ends_with(" stdout: zip child got a line"));
     }
@@ -178,7 +167,7 @@ async fn a_failing_child_is_a_developer_error_and_the_platform_keeps_serving() {
         r.body["response"]["result"],
         json!({"error": "command exited"})
     );
-    let lines = logs(&p.record(&r.body).await);
+    let lines = p.record_logs(&r.body).await;
     assert!(
         lines
             .iter()

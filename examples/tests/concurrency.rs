@@ -46,13 +46,7 @@ async fn concurrent_activations_share_a_container_with_separate_logs() {
         assert_eq!(result["n"], n);
         pids.push(result["pid"].clone());
         most = most.max(result["most"].as_u64().unwrap());
-        let record = p.record(&r.body).await;
-        let logs: Vec<&str> = record["logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap())
-            .collect();
+        let logs = p.record_logs(&r.body).await;
         assert_eq!(logs.len(), 2, "exactly this activation's lines: {logs:?}");
         assert!(logs[0].ends_with(&format!("stdout: start {n}")), "{logs:?}");
         assert!(logs[1].ends_with(&format!("stderr: end {n}")), "{logs:?}");

@@ -116,13 +116,7 @@ async fn back_to_back_runs_keep_their_own_logs() {
         ids.push(r.body);
     }
     for (i, activation) in ids.iter().enumerate() {
-        let logs = p.record(activation).await["logs"].clone();
-        let lines: Vec<&str> = logs
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap())
-            .collect();
+        let lines = p.record_logs(activation).await;
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines

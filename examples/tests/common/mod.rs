@@ -159,6 +159,11 @@ impl Platform {
         panic!("activation {id} was not recorded");
     }
 
+    /// The log lines of the stored record of `activation` (see [`Platform::record`]).
+    pub async fn record_logs(&self, activation: &Value) -> Vec<String> {
+        strings(&self.record(activation).await["logs"])
+    }
+
     /// Blocking invoke of `name` with `args` and extra query.
     pub async fn invoke(&self, name: &str, args: Value, query: &str) -> Resp {
         self.call(
@@ -289,6 +294,17 @@ impl Platform {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The strings of JSON array `v` (empty when it is not one).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Asserts an OpenWhisk error body with `message` and a transaction-id `code`.
