@@ -140,6 +140,10 @@ impl RuntimeClient {
             .no_proxy()
             .tcp_nodelay(true)
             .pool_idle_timeout(None)
+            // A runtime answers; it never redirects, and a /run is never sent twice by the
+            // client itself (only /init connection failures are retried, below).
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
             .build()
             .expect("http client builds");
         Self {
@@ -170,7 +174,7 @@ impl RuntimeClient {
     ) -> CallOutcome {
         let started = Instant::now();
         let url = format!("{endpoint}{path}");
-        let payload = serde_json::to_vec(body).expect("json serialises");
+        let payload = bytes::Bytes::from(serde_json::to_vec(body).expect("json serialises"));
         // Whether /init never got a connection within the timeout (a runtime that never
         // listens): OpenWhisk reports that as the init timeout.
         let mut never_connected = false;
@@ -295,6 +299,47 @@ fn init_failure(body: &[u8]) -> ActivationResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_runtime_that_redirects_is_not_followed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let followed = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen = followed.clone();
+        let app = axum::Router::new()
+            .route(
+                "/run",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [("location", "/elsewhere")],
+                        "",
+                    )
+                }),
+            )
+            .route(
+                "/elsewhere",
+                axum::routing::any(move || {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    async { axum::Json(json!({"followed": true})) }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let out = RuntimeClient::default()
+            .run(
+                &format!("http://{addr}"),
+                &json!({}),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(out.response.status, StatusCode::DeveloperError, "{out:?}");
+        assert_eq!(
+            followed.load(Ordering::SeqCst),
+            0,
+            "the redirect was not followed"
+        );
+    }
 
     #[test]
     fn classification() {
