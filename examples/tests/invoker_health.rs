@@ -353,10 +353,7 @@ async fn an_unanswered_activation_is_force_completed_with_a_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_duplicate_delivery_runs_once_also_across_an_invoker_restart() {
     // No controller: the invokers' pings reach nobody, so no test action runs on their pools.
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
-    bus.create_topic(&topics::completed(0)).await.unwrap();
-    let mut acks = bus.subscribe(&topics::completed(0), "test").await.unwrap();
+    let (store, bus, mut acks) = without_controller().await;
     let msg = stored_action_message(&store, "once", "function main(p) { return p; }", false).await;
     let bytes = serde_json::to_vec(&msg).unwrap();
 
@@ -404,6 +401,15 @@ async fn a_duplicate_delivery_runs_once_also_across_an_invoker_restart() {
     );
 }
 
+/// A memory store and bus with no controller, and a consumer of controller 0's acks.
+async fn without_controller() -> (Arc<dyn Store>, Arc<dyn MessageBus>, Box<dyn Consumer>) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    bus.create_topic(&topics::completed(0)).await.unwrap();
+    let acks = bus.subscribe(&topics::completed(0), "test").await.unwrap();
+    (store, bus, acks)
+}
+
 /// A nodejs action `name` with `code`, stored in `store` as guest's, and a message invoking
 /// it with `{"x": 1}` from controller 0.
 async fn stored_action_message(
@@ -442,10 +448,7 @@ async fn a_blocking_result_goes_out_before_its_logs_are_collected() {
     // OpenWhisk's ContainerProxy: for a blocking activation a ResultMessage (the activation
     // without logs) as soon as the runtime answered, then the CompletionMessage after the
     // logs were collected; the stored record has the logs.
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
-    bus.create_topic(&topics::completed(0)).await.unwrap();
-    let mut acks = bus.subscribe(&topics::completed(0), "test").await.unwrap();
+    let (store, bus, mut acks) = without_controller().await;
     let code = "function main(p) { console.log('said ' + p.x); return p; }";
     let msg = stored_action_message(&store, "talks", code, true).await;
     let (_inv, _task) = start_invoker(&store, &bus, 4).await;
