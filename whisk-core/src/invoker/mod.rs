@@ -393,15 +393,16 @@ impl Invoker {
 
     /// Sends the Combined acknowledgement of `activation` to `completed{controller}`.
     async fn acknowledge(&self, msg: &ActivationMessage, activation: WhiskActivation) {
+        let system_error = is_system_error(&activation);
         let response = if msg.blocking {
-            AckResponse::Activation(Box::new(activation.clone()))
+            AckResponse::Activation(Box::new(activation))
         } else {
             AckResponse::Id(msg.activation_id.clone())
         };
         let ack = Acknowledgement::Combined {
             transid: msg.transid.clone(),
             response,
-            is_system_error: is_system_error(&activation),
+            is_system_error: system_error,
             instance: self.instance.clone(),
         };
         self.publish_ack(msg, &ack).await;

@@ -75,8 +75,9 @@ impl Default for PoolConfig {
             stem_cells: Vec::new(),
             keep_alive: None,
             queue: QueueOrder::Fifo,
-            max_cold_starts: Some(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2)
-                .map(|n| n.max(4)),
+            max_cold_starts: Some(
+                (std::thread::available_parallelism().map_or(2, |n| n.get()) * 2).max(4),
+            ),
         }
     }
 }
@@ -680,16 +681,22 @@ impl ContainerPool {
 
     /// Gives up a container (or only its memory booking when it never started).
     fn give_back(&self, container: Option<&Arc<dyn Container>>, memory_mb: u64) {
+        self.change_and_dispatch(|st, victims| match container {
+            Some(c) => {
+                st.forget(c, memory_mb);
+                victims.push(c.clone());
+            }
+            None => st.used_mb = st.used_mb.saturating_sub(memory_mb),
+        });
+    }
+
+    /// Applies `change` to the state (it may add containers to destroy), hands what is free
+    /// to the runs waiting in line, all under one lock, then destroys the victims.
+    fn change_and_dispatch(&self, change: impl FnOnce(&mut State, &mut Vec<Arc<dyn Container>>)) {
         let mut victims = Vec::new();
         {
             let mut st = self.state.lock().unwrap();
-            match container {
-                Some(c) => {
-                    st.forget(c, memory_mb);
-                    victims.push(c.clone());
-                }
-                None => st.used_mb = st.used_mb.saturating_sub(memory_mb),
-            }
+            change(&mut st, &mut victims);
             st.dispatch(self.config.user_memory_mb, &mut victims);
         }
         destroy_all(victims);
@@ -972,8 +979,7 @@ struct ColdStart<'a>(&'a ContainerPool);
 
 impl Drop for ColdStart<'_> {
     fn drop(&mut self) {
-        self.0.state.lock().unwrap().cold_starting -= 1;
-        self.0.give_back(None, 0);
+        self.0.change_and_dispatch(|st, _| st.cold_starting -= 1);
     }
 }
 
