@@ -329,7 +329,7 @@ async fn floor_container(exec: &ProcessExecutor, kind: &Kind, name: &str) -> Arc
         Default::default(),
     );
     let out = RuntimeClient::default()
-        .init(c.endpoint(), &body, Duration::from_secs(30))
+        .init_container(c.as_ref(), &body, Duration::from_secs(30))
         .await;
     assert!(out.response.is_success(), "floor init: {:?}", out.response);
     c
@@ -345,37 +345,47 @@ fn direct_run(
 /// `/run` on one of `containers` not in use by another call, as an op for the load drivers:
 /// each concurrent client gets a runtime process of its own, as the platform gives each
 /// concurrent activation a container (a runtime runs one activation at a time). With more
-/// calls in flight than processes, the extra ones share the first process.
+/// calls in flight than processes, the extra ones share the first process. HTTP runtimes get
+/// a pre-serialised body; in-process ones (the actionloop driver) are called directly.
 fn direct_runs(
     containers: &[Arc<dyn Container>],
 ) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
     let http = client();
-    let urls: Arc<Vec<String>> = Arc::new(
-        containers
-            .iter()
-            .map(|c| format!("{}/run", c.endpoint()))
-            .collect(),
-    );
+    let runtime = RuntimeClient::default();
+    let containers: Arc<Vec<Arc<dyn Container>>> = Arc::new(containers.to_vec());
     let free = Arc::new(std::sync::Mutex::new(
-        (0..urls.len()).collect::<Vec<usize>>(),
+        (0..containers.len()).collect::<Vec<usize>>(),
     ));
-    let body = Arc::new(
-        serde_json::to_vec(&whisk_benches::bench_context().run_body(json!({}))).expect("body"),
-    );
+    let value = Arc::new(whisk_benches::bench_context().run_body(json!({})));
+    let body = Arc::new(serde_json::to_vec(&*value).expect("body"));
     move || {
-        let (http, urls, free, body) = (http.clone(), urls.clone(), free.clone(), body.clone());
+        let (http, runtime, containers, free, value, body) = (
+            http.clone(),
+            runtime.clone(),
+            containers.clone(),
+            free.clone(),
+            value.clone(),
+            body.clone(),
+        );
         Box::pin(async move {
             let taken = free.lock().expect("free list").pop();
-            let n = taken.unwrap_or(0);
-            let r = http
-                .post(urls[n].as_str())
-                .header("content-type", "application/json")
-                .body((*body).clone())
-                .send()
-                .await
-                .expect("runtime reachable");
-            assert_eq!(r.status(), 200);
-            let _ = r.bytes().await;
+            let c = &containers[taken.unwrap_or(0)];
+            if c.in_process().is_some() {
+                let out = runtime
+                    .run_container(c.as_ref(), &value, Duration::from_secs(30))
+                    .await;
+                assert!(out.response.is_success(), "{:?}", out.response);
+            } else {
+                let r = http
+                    .post(format!("{}/run", c.endpoint()))
+                    .header("content-type", "application/json")
+                    .body((*body).clone())
+                    .send()
+                    .await
+                    .expect("runtime reachable");
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await;
+            }
             if let Some(n) = taken {
                 free.lock().expect("free list").push(n);
             }

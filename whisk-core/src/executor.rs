@@ -68,7 +68,8 @@ pub trait Container: Send + Sync {
     async fn destroy(&self) -> Result<(), ExecutorError>;
 
     /// A runtime answering `/init` and `/run` in process, for containers that have no HTTP
-    /// endpoint (the simulator's virtual containers). `None` (the default): the pool speaks
+    /// endpoint (the simulator's virtual containers, native executables driven over pipes by
+    /// the process executor). `None` (the default): the pool speaks
     /// the runtime protocol to [`endpoint`](Container::endpoint) over HTTP.
     fn in_process(&self) -> Option<&dyn InProcessRuntime> {
         None
@@ -102,8 +103,9 @@ pub trait Container: Send + Sync {
     }
 }
 
-/// A runtime called in process instead of over HTTP: the same `/init` and `/run` bodies, the
-/// same outcomes as [`RuntimeClient`](crate::runtime::RuntimeClient) reports.
+/// A runtime called in process instead of over HTTP: the same `/init` and `/run` bodies,
+/// answered with the [`Reply`](crate::runtime::Reply) an HTTP runtime would give, which the
+/// pool's [`RuntimeClient`](crate::runtime::RuntimeClient) classifies the same way.
 #[async_trait]
 pub trait InProcessRuntime: Send + Sync {
     /// `/init` with `body`, within `timeout`.
@@ -111,14 +113,14 @@ pub trait InProcessRuntime: Send + Sync {
         &self,
         body: &serde_json::Value,
         timeout: std::time::Duration,
-    ) -> crate::runtime::CallOutcome;
+    ) -> crate::runtime::Reply;
 
     /// `/run` with `body`, within `timeout`.
     async fn run(
         &self,
         body: &serde_json::Value,
         timeout: std::time::Duration,
-    ) -> crate::runtime::CallOutcome;
+    ) -> crate::runtime::Reply;
 }
 
 /// Starts containers.

@@ -3,6 +3,7 @@
 //! containers are driven by this one client.
 
 use crate::entity::{ActivationResponse, StatusCode};
+use crate::executor::Container;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -127,10 +128,30 @@ impl Default for RuntimeClient {
     }
 }
 
-#[derive(PartialEq, Eq)]
-enum Phase {
+/// Which runtime-protocol call a [`Reply`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `POST /init`.
     Init,
+    /// `POST /run`.
     Run,
+}
+
+/// What a runtime answered to one `/init` or `/run`, before [`RuntimeClient::classify`] turns
+/// it into an activation response. In-process runtimes answer with one directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// An answer: the HTTP status and the body.
+    Answered {
+        /// The status (200 for success).
+        status: u16,
+        /// The body, a JSON document when the runtime is well behaved.
+        body: bytes::Bytes,
+    },
+    /// No answer within the time limit (or, for `/init`, never reachable within it).
+    TimedOut,
+    /// The runtime went away without answering (connection lost, process gone).
+    Lost,
 }
 
 impl RuntimeClient {
@@ -209,33 +230,51 @@ impl RuntimeClient {
                 other => break other,
             }
         };
-        let timeout_ms = timeout.as_millis();
-        let (response, timed_out, failed) = match (outcome, phase) {
-            (Ok((status, body)), Phase::Init) => {
+        let reply = match outcome {
+            Ok((status, body)) => Reply::Answered { status, body },
+            Err(e) if e.is_timeout() || never_connected => Reply::TimedOut,
+            Err(_) => Reply::Lost,
+        };
+        self.classify(phase, reply, timeout, started.elapsed())
+    }
+
+    /// Turns a runtime's `reply` to a `phase` call that took `elapsed` (within `timeout`)
+    /// into the call's outcome, as OpenWhisk's invoker does: a good `/init` is a success with
+    /// status 0, a `/run` answer is classified and truncated, and no answer is a developer
+    /// error that leaves the container unusable.
+    pub fn classify(
+        &self,
+        phase: Phase,
+        reply: Reply,
+        timeout: Duration,
+        elapsed: Duration,
+    ) -> CallOutcome {
+        let (response, timed_out, failed) = match (reply, phase) {
+            (Reply::Answered { status, body }, Phase::Init) => {
                 if status == 200 {
                     (ActivationResponse::success(json!({})), false, false)
                 } else {
                     (init_failure(&body), false, true)
                 }
             }
-            (Ok((status, body)), Phase::Run) => {
+            (Reply::Answered { status, body }, Phase::Run) => {
                 let r = self.classify_run(status, &body);
                 let failed = r.status == StatusCode::DeveloperError;
                 (r, false, failed)
             }
-            (Err(e), phase) if e.is_timeout() || never_connected => (
-                time_limit_exceeded(phase == Phase::Init, timeout_ms),
+            (Reply::TimedOut, phase) => (
+                time_limit_exceeded(phase == Phase::Init, timeout.as_millis()),
                 true,
                 true,
             ),
-            (Err(_), Phase::Init) => (
+            (Reply::Lost, Phase::Init) => (
                 ActivationResponse::developer_error(
                     "The action did not initialize and exited unexpectedly.",
                 ),
                 false,
                 true,
             ),
-            (Err(_), Phase::Run) => (
+            (Reply::Lost, Phase::Run) => (
                 ActivationResponse::developer_error(
                     "The action did not produce a valid response and exited unexpectedly.",
                 ),
@@ -247,7 +286,43 @@ impl RuntimeClient {
             response,
             timed_out,
             container_failed: failed,
-            elapsed: started.elapsed(),
+            elapsed,
+        }
+    }
+
+    /// `/init` with `body` on `container`: in process when it has an in-process runtime,
+    /// else over HTTP to its endpoint.
+    pub async fn init_container(
+        &self,
+        container: &dyn Container,
+        body: &Value,
+        timeout: Duration,
+    ) -> CallOutcome {
+        match container.in_process() {
+            Some(runtime) => {
+                let started = tokio::time::Instant::now();
+                let reply = runtime.init(body, timeout).await;
+                self.classify(Phase::Init, reply, timeout, started.elapsed())
+            }
+            None => self.init(container.endpoint(), body, timeout).await,
+        }
+    }
+
+    /// `/run` with `body` on `container`, in process or over HTTP (see
+    /// [`RuntimeClient::init_container`]).
+    pub async fn run_container(
+        &self,
+        container: &dyn Container,
+        body: &Value,
+        timeout: Duration,
+    ) -> CallOutcome {
+        match container.in_process() {
+            Some(runtime) => {
+                let started = tokio::time::Instant::now();
+                let reply = runtime.run(body, timeout).await;
+                self.classify(Phase::Run, reply, timeout, started.elapsed())
+            }
+            None => self.run(container.endpoint(), body, timeout).await,
         }
     }
 

@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod actionloop;
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod isolation;

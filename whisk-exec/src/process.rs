@@ -2,6 +2,7 @@
 //! confined as far as the machine allows (see [`crate::isolation`] for what is and is not
 //! isolated).
 
+use crate::actionloop::{self, ActionLoopContainer};
 use crate::isolation::{self, Cgroups, Enforcement};
 use crate::logbuf::LogBuffer;
 use crate::runtimes::Launcher;
@@ -80,8 +81,22 @@ impl ProcessExecutor {
     /// The kinds this executor runs.
     pub fn kinds(&self) -> Vec<String> {
         let mut k: Vec<String> = self.launchers.keys().cloned().collect();
+        k.push(actionloop::KIND.to_string());
         k.sort();
+        k.dedup();
         k
+    }
+
+    /// A fresh working directory and cgroups for the container of `spec`.
+    fn confinement(&self, spec: &ContainerSpec) -> Result<Arc<Confinement>, ExecutorError> {
+        let slot = isolation::slot_name(&spec.name);
+        let workdir = isolation::create_workdir(&self.dir, &slot).map_err(|e| {
+            ExecutorError::StartFailed(format!("cannot create the container's directory: {e}"))
+        })?;
+        Ok(Arc::new(Confinement {
+            workdir,
+            cgroups: Cgroups::create(&slot, spec.memory_mb),
+        }))
     }
 
     /// What this machine lets the executor enforce (rlimits, cgroups); probed once per
@@ -104,23 +119,25 @@ impl ContainerExecutor for ProcessExecutor {
     }
 
     fn supports(&self, kind: &str) -> bool {
-        self.launchers.contains_key(kind)
+        self.launchers.contains_key(kind) || kind == actionloop::KIND
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Arc<dyn Container>, ExecutorError> {
-        let launcher = self
-            .launchers
-            .get(&spec.kind)
-            .ok_or_else(|| ExecutorError::Unsupported(spec.kind.clone()))?;
+        let Some(launcher) = self.launchers.get(&spec.kind) else {
+            if spec.kind == actionloop::KIND {
+                let confinement = self.confinement(spec)?;
+                return match ActionLoopContainer::create(spec, confinement.clone(), &self.hidden) {
+                    Ok(c) => Ok(Arc::new(c)),
+                    Err(e) => {
+                        confinement.remove().await;
+                        Err(ExecutorError::StartFailed(format!("log pipes: {e}")))
+                    }
+                };
+            }
+            return Err(ExecutorError::Unsupported(spec.kind.clone()));
+        };
         crate::runtimes::prepare(&spec.kind, &self.dir).await?; // compiles the Java launcher once
-        let slot = isolation::slot_name(&spec.name);
-        let workdir = isolation::create_workdir(&self.dir, &slot).map_err(|e| {
-            ExecutorError::StartFailed(format!("cannot create the container's directory: {e}"))
-        })?;
-        let confinement = Arc::new(Confinement {
-            workdir,
-            cgroups: Cgroups::create(&slot, spec.memory_mb),
-        });
+        let confinement = self.confinement(spec)?;
         let assigned =
             match launcher.port {
                 PortMode::Announced => None,
@@ -276,15 +293,17 @@ impl Drop for Abandoned {
 
 /// What a container holds on the host besides its process: its working directory and its
 /// cgroups.
-struct Confinement {
-    workdir: PathBuf,
-    cgroups: Cgroups,
+pub(crate) struct Confinement {
+    /// The container's own directory.
+    pub(crate) workdir: PathBuf,
+    /// Its cgroups (none where the machine has none for us).
+    pub(crate) cgroups: Cgroups,
 }
 
 impl Confinement {
     /// SIGKILL to process group `pgid` and to everything in the cgroups. `pgid` must still
     /// be unreaped.
-    fn kill(&self, pgid: u32) {
+    pub(crate) fn kill(&self, pgid: u32) {
         if pgid != 0 {
             let _ = isolation::signal_group(pgid, Signal::SIGKILL);
         }
@@ -292,7 +311,7 @@ impl Confinement {
     }
 
     /// Removes the cgroups (killing stragglers) and the working directory. Blocking.
-    fn remove_blocking(&self) {
+    pub(crate) fn remove_blocking(&self) {
         self.cgroups.remove_blocking(CGROUP_PATIENCE);
         if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -303,9 +322,29 @@ impl Confinement {
     }
 
     /// [`Confinement::remove_blocking`] off the async threads.
-    async fn remove(self: Arc<Self>) {
+    pub(crate) async fn remove(self: Arc<Self>) {
         let _ = tokio::task::spawn_blocking(move || self.remove_blocking()).await;
     }
+}
+
+/// The log lines of a process container since the last call (see [`Container::logs`]); for
+/// a failed container, plus OpenWhisk's line when the kernel killed it for its memory
+/// (`seen` counts the kills already reported).
+pub(crate) async fn container_logs(
+    logs: &LogBuffer,
+    confinement: &Confinement,
+    seen: &AtomicU64,
+    until_sentinels: bool,
+    wait: Duration,
+) -> Vec<LogLine> {
+    let mut lines = logs.take(until_sentinels, wait).await;
+    if !until_sentinels {
+        let kills = confinement.cgroups.oom_kills();
+        if kills > seen.swap(kills, Ordering::Relaxed) {
+            lines.push(LogLine::now(Stream::Stderr, MEMORY_EXHAUSTED));
+        }
+    }
+    lines
 }
 
 /// One runtime process.
@@ -377,15 +416,14 @@ impl Container for ProcessContainer {
         until_sentinels: bool,
         wait: Duration,
     ) -> Result<Vec<LogLine>, ExecutorError> {
-        let mut lines = self.logs.take(until_sentinels, wait).await;
-        if !until_sentinels {
-            // The container failed: say so if the kernel killed it for its memory.
-            let kills = self.confinement.cgroups.oom_kills();
-            if kills > self.oom_kills_seen.swap(kills, Ordering::Relaxed) {
-                lines.push(LogLine::now(Stream::Stderr, MEMORY_EXHAUSTED));
-            }
-        }
-        Ok(lines)
+        Ok(container_logs(
+            &self.logs,
+            &self.confinement,
+            &self.oom_kills_seen,
+            until_sentinels,
+            wait,
+        )
+        .await)
     }
 
     async fn activation_logs(

@@ -18,9 +18,6 @@ use whisk_core::executor::ExecutorError;
 const NODEJS_LAUNCHER: &str = include_str!("../runtimes/nodejs/launcher.js");
 /// The bundled Python launcher (`python:3.11`).
 const PYTHON_LAUNCHER: &str = include_str!("../runtimes/python/launcher.py");
-/// The bundled actionloop proxy (`blackbox`): native executables speaking OpenWhisk's
-/// actionloop protocol (JSON lines on stdin, results on fd 3), run with `python3`.
-const ACTIONLOOP_LAUNCHER: &str = include_str!("../runtimes/actionloop/launcher.py");
 /// The HTTP side shared by the Python launchers (imported from beside them).
 pub const PYTHON_RUNTIME_HTTP: &str = include_str!("../runtimes/python/runtime_http.py");
 /// The bundled Java launcher (`java:17`), compiled on first use.
@@ -111,11 +108,6 @@ pub(crate) fn bundled(dir: &Path) -> std::io::Result<HashMap<String, Launcher>> 
                 "Launcher",
             ],
         ),
-    );
-    let actionloop = write(dir, "actionloop.py", ACTIONLOOP_LAUNCHER)?;
-    launchers.insert(
-        "blackbox".to_string(),
-        Launcher::new("python3", &["-u", &actionloop]),
     );
     Ok(launchers)
 }

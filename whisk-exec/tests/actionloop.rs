@@ -1,5 +1,5 @@
-//! The `blackbox` kind on the process executor: native executables behind the bundled
-//! actionloop proxy (one JSON line per activation on stdin, one result line on fd 3).
+//! The `blackbox` kind on the process executor: native executables driven in process over
+//! the actionloop protocol (one JSON line per activation on stdin, one result line on fd 3).
 //! Executables are scripts and zip archives built at test time.
 
 use serde_json::{json, Map, Value};
@@ -77,14 +77,14 @@ fn context() -> ActivationContext {
 async fn container(exec: &ProcessExecutor, env: &[(&str, &str)]) -> Arc<dyn Container> {
     exec.create(&spec(env))
         .await
-        .expect("the actionloop launcher starts")
+        .expect("the actionloop container is made")
 }
 
 async fn init(c: &Arc<dyn Container>, code: Option<&str>, binary: bool, env: Value) -> CallOutcome {
     let env: Map<String, Value> = env.as_object().cloned().unwrap_or_default();
     RuntimeClient::default()
-        .init(
-            c.endpoint(),
+        .init_container(
+            c.as_ref(),
             &init_body("native", None, code, binary, env),
             TIMEOUT,
         )
@@ -101,7 +101,7 @@ async fn ready(exec: &ProcessExecutor, code: &str, binary: bool) -> Arc<dyn Cont
 
 async fn run_with(c: &Arc<dyn Container>, ctx: &ActivationContext, args: Value) -> CallOutcome {
     RuntimeClient::default()
-        .run(c.endpoint(), &ctx.run_body(args), TIMEOUT)
+        .run_container(c.as_ref(), &ctx.run_body(args), TIMEOUT)
         .await
 }
 

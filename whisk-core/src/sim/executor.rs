@@ -1,12 +1,11 @@
 //! Virtual containers: a [`ContainerExecutor`] whose containers take a set time to create,
 //! initialise and run, on Tokio's clock, so the real container pool runs them in virtual time.
 
-use crate::entity::ActivationResponse;
 use crate::executor::{
     Container, ContainerExecutor, ContainerSpec, ExecutorError, InProcessRuntime,
 };
 use crate::logs::LogLine;
-use crate::runtime::{time_limit_exceeded, CallOutcome};
+use crate::runtime::Reply;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,24 +73,17 @@ struct SimContainer {
     endpoint: String,
 }
 
-/// Sleeps `ms` (at most `timeout`); the outcome a runtime would report.
-async fn spend(ms: u64, timeout: Duration, init: bool) -> CallOutcome {
+/// Sleeps `ms` (at most `timeout`); what a runtime would answer.
+async fn spend(ms: u64, timeout: Duration) -> Reply {
     let wanted = Duration::from_millis(ms);
     if wanted > timeout {
         tokio::time::sleep(timeout).await;
-        return CallOutcome {
-            response: time_limit_exceeded(init, timeout.as_millis()),
-            timed_out: true,
-            container_failed: true,
-            elapsed: timeout,
-        };
+        return Reply::TimedOut;
     }
     tokio::time::sleep(wanted).await;
-    CallOutcome {
-        response: ActivationResponse::success(json!({})),
-        timed_out: false,
-        container_failed: false,
-        elapsed: wanted,
+    Reply::Answered {
+        status: 200,
+        body: bytes::Bytes::from_static(b"{}"),
     }
 }
 
@@ -101,16 +93,16 @@ fn millis(v: &Value, key: &str) -> u64 {
 
 #[async_trait]
 impl InProcessRuntime for SimContainer {
-    async fn init(&self, body: &Value, timeout: Duration) -> CallOutcome {
+    async fn init(&self, body: &Value, timeout: Duration) -> Reply {
         let code: Value = body["value"]["code"]
             .as_str()
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
-        spend(millis(&code, "init_ms"), timeout, true).await
+        spend(millis(&code, "init_ms"), timeout).await
     }
 
-    async fn run(&self, body: &Value, timeout: Duration) -> CallOutcome {
-        spend(millis(&body["value"], "duration_ms"), timeout, false).await
+    async fn run(&self, body: &Value, timeout: Duration) -> Reply {
+        spend(millis(&body["value"], "duration_ms"), timeout).await
     }
 }
 

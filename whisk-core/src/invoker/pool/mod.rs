@@ -840,10 +840,10 @@ impl ContainerPool {
         let mut ctx = job.context.clone();
         ctx.deadline_ms = now_ms() + timeout.as_millis() as u64;
         let body = ctx.run_body(std::mem::take(&mut job.args));
-        let run = match container.in_process() {
-            Some(runtime) => runtime.run(&body, timeout).await,
-            None => self.client.run(container.endpoint(), &body, timeout).await,
-        };
+        let run = self
+            .client
+            .run_container(container.as_ref(), &body, timeout)
+            .await;
         let run = oom_checked(&container, run).await;
         let end = now_ms();
         if self.config.queue != QueueOrder::Fifo {
@@ -926,10 +926,9 @@ impl ContainerPool {
             exec.binary(),
             env,
         );
-        match container.in_process() {
-            Some(runtime) => runtime.init(&body, timeout).await,
-            None => self.client.init(container.endpoint(), &body, timeout).await,
-        }
+        self.client
+            .init_container(container.as_ref(), &body, timeout)
+            .await
     }
 
     /// Collects the activation's logs: up to the sentinels for a healthy container (its own
