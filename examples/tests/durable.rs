@@ -101,6 +101,24 @@ async fn acknowledged_writes_survive_kill_9() {
         .unwrap();
     let activation: Value = r.json().await.unwrap();
     let aid = activation["activationId"].as_str().unwrap().to_string();
+    // The blocking response goes out before the record is stored (OpenWhisk's result
+    // message comes before its completion): wait until the record is readable, i.e. stored.
+    let record = format!("{url}/api/v1/namespaces/_/activations/{aid}");
+    let mut stored = false;
+    for _ in 0..200 {
+        let r = http
+            .get(&record)
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stored, "the activation record was never stored");
     // SIGKILL: no shutdown code runs.
     child.kill().unwrap();
     child.wait().unwrap();
