@@ -22,6 +22,11 @@ use whisk_examples::cli::{
 use whisk_examples::cluster::{seed_keys, ControllerProcess, ControllerSettings};
 use whisk_store::CouchStore;
 
+/// jemalloc: the request path allocates a lot, and glibc malloc took a quarter of the
+/// platform's CPU under load (README, "Load harness").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// whisk controller: the REST API and load balancer of a whisk cluster.
 #[derive(Parser, Debug)]
 #[command(version, about)]

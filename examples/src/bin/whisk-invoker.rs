@@ -17,6 +17,11 @@ use whisk_examples::cli::{
 use whisk_examples::cluster::{InvokerProcess, InvokerSettings, Server};
 use whisk_store::CouchStore;
 
+/// jemalloc: the request path allocates a lot, and glibc malloc took a quarter of the
+/// platform's CPU under load (README, "Load harness").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// whisk invoker: runs the actions of a whisk cluster.
 #[derive(Parser, Debug)]
 #[command(version, about)]

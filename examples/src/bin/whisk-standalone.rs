@@ -14,6 +14,11 @@ use whisk_examples::cli::{
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
+/// jemalloc: the request path allocates a lot, and glibc malloc took a quarter of the
+/// platform's CPU under load (README, "Load harness").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// whisk standalone: an OpenWhisk-compatible serverless platform in one process.
 #[derive(Parser, Debug)]
 #[command(version, about)]
