@@ -557,3 +557,19 @@ async fn destroy_kills_the_child_and_what_it_started() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn an_action_that_logs_more_than_a_pipe_holds_is_not_stuck() {
+    let exec = ProcessExecutor::new().unwrap();
+    // 30,000 lines (about 330 KB, five times a pipe's buffer) before each answer.
+    let code =
+        "#!/bin/sh\nwhile read line; do\n  seq 1 30000\n  echo '{\"done\":true}' >&3\ndone\n";
+    let c = ready(&exec, code, false).await;
+    for _ in 0..2 {
+        assert_eq!(result(&c, json!({})).await, json!({"done": true}));
+        let lines = c.logs(true, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(lines.len(), 30_000);
+        assert_eq!(lines.last().map(|l| l.message.as_str()), Some("30000"));
+    }
+    c.destroy().await.unwrap();
+}

@@ -14,10 +14,11 @@
 //! - With `OW_WAIT_FOR_ACK` in its environment, the process first writes `{"ok":true}` on
 //!   fd 3; `/init` waits for it up to `WHISK_ACTIONLOOP_ACK_TIMEOUT` seconds (container
 //!   environment; default 60). Without it, a process that exits within 50 ms fails the init.
-//! - The process's stdout and stderr are the container's log streams. After each run the
-//!   executor writes the end-of-activation sentinel into the same pipes, so it lands after
-//!   everything the process wrote before answering (a process must flush its output before
-//!   answering, or its lines land in a later activation).
+//! - The process's stdout and stderr are the container's log streams. The executor reads
+//!   them itself while it waits for an answer and right after it, then ends the activation
+//!   in both streams: everything the process wrote before answering is in the activation's
+//!   logs (a process must flush its output before answering, or its lines land in a later
+//!   activation; output written while no activation runs waits in the pipes for the next).
 //! - A process that exits or closes fd 3 ends the container: every later `/run` answers
 //!   `502 {"error":"command exited"}`, as OpenWhisk's actionloop proxy does, and a line
 //!   `actionloop: the action's process ...` says why in the logs.
@@ -85,16 +86,11 @@ struct Group {
     destroyed: bool,
 }
 
-/// Where the protocol stands, and the container's ends of its log pipes.
+/// Where the protocol stands, and the container's log pipes.
 struct Driver {
     stage: Stage,
-    /// The executor's own (non-blocking) ends of the stdout and stderr pipes, for the
-    /// sentinels and notes; `None` after destroy.
-    out: Option<pipe::Sender>,
-    err: Option<pipe::Sender>,
-    /// The process's ends of the same pipes, duplicated for it when it starts.
-    child_out: Option<PipeWriter>,
-    child_err: Option<PipeWriter>,
+    out: LogPipe,
+    err: LogPipe,
 }
 
 enum Stage {
@@ -109,19 +105,52 @@ enum Stage {
     Exited,
 }
 
-/// A log pipe: the reader goes to the log buffer, the process gets a writer, and the executor
-/// keeps a second, non-blocking description of the same pipe (opened anew through `/proc`,
-/// so the process's writes stay blocking) for its own lines.
-fn log_pipe(logs: &Arc<LogBuffer>, stream: Stream) -> std::io::Result<(pipe::Sender, PipeWriter)> {
-    let (reader, writer) = std::io::pipe()?;
-    let ours = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", writer.as_raw_fd()))?;
-    let sender = pipe::Sender::from_file(ours)?;
-    let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?;
-    let logs = logs.clone();
-    tokio::spawn(async move { logs.capture(receiver, stream).await });
-    Ok((sender, writer))
+/// One log stream of the process: a pipe whose write end each process of the container gets,
+/// read by the executor into the container's log buffer.
+struct LogPipe {
+    stream: Stream,
+    rx: pipe::Receiver,
+    /// The unfinished line between reads.
+    partial: Vec<u8>,
+    /// The write end, duplicated for each process started; `None` after destroy.
+    child_end: Option<PipeWriter>,
+    /// End of file seen (no write end left).
+    closed: bool,
+}
+
+impl LogPipe {
+    fn new(stream: Stream) -> std::io::Result<Self> {
+        let (reader, writer) = std::io::pipe()?;
+        Ok(Self {
+            stream,
+            rx: pipe::Receiver::from_owned_fd(OwnedFd::from(reader))?,
+            partial: Vec::new(),
+            child_end: Some(writer),
+            closed: false,
+        })
+    }
+
+    /// Moves what the pipe holds now into `logs`, without waiting.
+    fn drain(&mut self, logs: &LogBuffer) {
+        let mut buf = [0u8; 4096];
+        while !self.closed {
+            match self.rx.try_read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(n) => logs.feed(self.stream, &mut self.partial, &buf[..n]),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Adds a line of the executor's own after what the pipe holds now.
+    fn append(&mut self, logs: &LogBuffer, line: &str) {
+        self.drain(logs);
+        logs.feed(
+            self.stream,
+            &mut self.partial,
+            format!("{line}\n").as_bytes(),
+        );
+    }
 }
 
 impl ActionLoopContainer {
@@ -132,8 +161,7 @@ impl ActionLoopContainer {
         hidden: &[PathBuf],
     ) -> std::io::Result<Self> {
         let logs = Arc::new(LogBuffer::default());
-        let (out, child_out) = log_pipe(&logs, Stream::Stdout)?;
-        let (err, child_err) = log_pipe(&logs, Stream::Stderr)?;
+        let (out, err) = (LogPipe::new(Stream::Stdout)?, LogPipe::new(Stream::Stderr)?);
         let id = format!("{}-{}", spec.name, uuid::Uuid::new_v4().simple());
         Ok(Self {
             endpoint: format!("actionloop://{id}"),
@@ -148,10 +176,8 @@ impl ActionLoopContainer {
             group: Mutex::default(),
             driver: tokio::sync::Mutex::new(Driver {
                 stage: Stage::Fresh,
-                out: Some(out),
-                err: Some(err),
-                child_out: Some(child_out),
-                child_err: Some(child_err),
+                out,
+                err,
             }),
         })
     }
@@ -213,33 +239,49 @@ impl ActionLoopContainer {
         }
     }
 
-    /// The next line on fd 3 (without its newline), watching the process while waiting;
-    /// `None` at end of file, or when the process is gone and nothing is left to read.
-    async fn answer(&self, results: &mut BufReader<pipe::Receiver>) -> Option<Vec<u8>> {
+    /// The next line on fd 3 (without its newline), reading the log pipes and watching the
+    /// process while waiting; `None` at end of file, or when the process is gone and nothing
+    /// is left to read.
+    async fn answer(
+        &self,
+        results: &mut BufReader<pipe::Receiver>,
+        out: &mut LogPipe,
+        err: &mut LogPipe,
+    ) -> Option<Vec<u8>> {
         let mut line = Vec::new();
+        let poll = tokio::time::sleep(LIVENESS_POLL);
+        tokio::pin!(poll);
         loop {
-            match tokio::time::timeout(LIVENESS_POLL, results.read_until(b'\n', &mut line)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return None,
-                Ok(Ok(_)) if line.last() == Some(&b'\n') => {
-                    line.pop();
-                    return Some(line);
-                }
-                Ok(Ok(_)) => return None, // end of file inside a line
-                Err(_) if !self.exited() => continue,
-                Err(_) => {
-                    // Gone: whatever it wrote before exiting is still readable.
-                    let last = tokio::time::timeout(
-                        Duration::from_millis(10),
-                        results.read_until(b'\n', &mut line),
-                    )
-                    .await;
-                    return match last {
-                        Ok(Ok(_)) if line.last() == Some(&b'\n') => {
+            tokio::select! {
+                biased;
+                read = results.read_until(b'\n', &mut line) => {
+                    return match read {
+                        Ok(_) if line.last() == Some(&b'\n') => {
                             line.pop();
                             Some(line)
                         }
-                        _ => None,
+                        _ => None, // end of file (inside a line or not), or a read error
                     };
+                }
+                _ = out.rx.readable(), if !out.closed => out.drain(&self.logs),
+                _ = err.rx.readable(), if !err.closed => err.drain(&self.logs),
+                _ = &mut poll => {
+                    if self.exited() {
+                        // Gone: whatever it wrote before exiting is still readable.
+                        let last = tokio::time::timeout(
+                            Duration::from_millis(10),
+                            results.read_until(b'\n', &mut line),
+                        )
+                        .await;
+                        return match last {
+                            Ok(Ok(_)) if line.last() == Some(&b'\n') => {
+                                line.pop();
+                                Some(line)
+                            }
+                            _ => None,
+                        };
+                    }
+                    poll.as_mut().reset(tokio::time::Instant::now() + LIVENESS_POLL);
                 }
             }
         }
@@ -263,7 +305,7 @@ impl ActionLoopContainer {
         } else {
             OwnedFd::from(writer)
         };
-        let (Some(out), Some(err)) = (&driver.child_out, &driver.child_err) else {
+        let (Some(out), Some(err)) = (&driver.out.child_end, &driver.err.child_end) else {
             return Err(cannot(&"the container was destroyed"));
         };
         let out = out.try_clone().map_err(|e| cannot(&e))?;
@@ -354,7 +396,8 @@ impl ActionLoopContainer {
         let (stdin, mut results) = self.spawn(driver, &exe, &init_env)?;
         if wait_for_ack {
             let limit = self.ack_timeout();
-            let ack = tokio::time::timeout(limit, self.answer(&mut results))
+            let (out, err) = (&mut driver.out, &mut driver.err);
+            let ack = tokio::time::timeout(limit, self.answer(&mut results, out, err))
                 .await
                 .map_err(|_| {
                     format!(
@@ -387,7 +430,8 @@ impl ActionLoopContainer {
 
     /// One `/run` on a running process: the body as a line on stdin, the answer from fd 3.
     async fn exchange(&self, driver: &mut Driver, body: &Value) -> Reply {
-        let Stage::Running { stdin, results } = &mut driver.stage else {
+        let Driver { stage, out, err } = driver;
+        let Stage::Running { stdin, results } = stage else {
             return error_reply(502, COMMAND_EXITED);
         };
         // serde_json escapes every newline inside strings: the body is one line.
@@ -395,7 +439,7 @@ impl ActionLoopContainer {
         line.push(b'\n');
         let sent = stdin.write_all(&line).await.is_ok() && stdin.flush().await.is_ok();
         let answer = match sent {
-            true => self.answer(results).await,
+            true => self.answer(results, out, err).await,
             false => None,
         };
         match answer {
@@ -406,7 +450,8 @@ impl ActionLoopContainer {
             Some(_) => error_reply(502, NOT_A_DICT),
             None => {
                 let how = self.finish(Duration::from_millis(200)).await;
-                note(driver, &format!("the action's process {how}.")).await;
+                let note = format!("actionloop: the action's process {how}.");
+                driver.err.append(&self.logs, &note);
                 driver.stage = Stage::Exited;
                 error_reply(502, COMMAND_EXITED)
             }
@@ -470,22 +515,12 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Writes `line` into a log stream of the container (`None` after destroy).
-async fn write_line(to: Option<&mut pipe::Sender>, line: &str) {
-    if let Some(to) = to {
-        let _ = to.write_all(format!("{line}\n").as_bytes()).await;
+impl Driver {
+    /// Ends the activation in both log streams, after what the pipes hold now.
+    fn end_activation(&mut self, logs: &LogBuffer) {
+        self.out.append(logs, SENTINEL);
+        self.err.append(logs, SENTINEL);
     }
-}
-
-/// Marks the end of the activation on both streams.
-async fn write_sentinels(driver: &mut Driver) {
-    write_line(driver.out.as_mut(), SENTINEL).await;
-    write_line(driver.err.as_mut(), SENTINEL).await;
-}
-
-/// A line of the executor's own on stderr: it lands in the activation's logs.
-async fn note(driver: &mut Driver, message: &str) {
-    write_line(driver.err.as_mut(), &format!("actionloop: {message}")).await;
 }
 
 #[async_trait]
@@ -505,7 +540,7 @@ impl InProcessRuntime for ActionLoopContainer {
                 body: Bytes::from_static(br#"{"ok":true}"#),
             },
             Ok(Err(message)) => {
-                write_sentinels(&mut driver).await;
+                driver.end_activation(&self.logs);
                 error_reply(502, &message)
             }
             Err(_) => Reply::TimedOut,
@@ -519,7 +554,7 @@ impl InProcessRuntime for ActionLoopContainer {
         }
         match tokio::time::timeout(timeout, self.exchange(&mut driver, body)).await {
             Ok(reply) => {
-                write_sentinels(&mut driver).await;
+                driver.end_activation(&self.logs);
                 reply
             }
             Err(_) => Reply::TimedOut,
@@ -567,10 +602,8 @@ impl Container for ActionLoopContainer {
             // A run in flight ends as its process dies; then the log pipes close.
             let mut driver = self.driver.lock().await;
             driver.stage = Stage::Exited;
-            driver.out = None;
-            driver.err = None;
-            driver.child_out = None;
-            driver.child_err = None;
+            driver.out.child_end = None;
+            driver.err.child_end = None;
         }
         self.confinement.clone().remove().await;
         Ok(())
