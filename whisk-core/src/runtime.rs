@@ -298,14 +298,8 @@ impl RuntimeClient {
         body: &Value,
         timeout: Duration,
     ) -> CallOutcome {
-        match container.in_process() {
-            Some(runtime) => {
-                let started = tokio::time::Instant::now();
-                let reply = runtime.init(body, timeout).await;
-                self.classify(Phase::Init, reply, timeout, started.elapsed())
-            }
-            None => self.init(container.endpoint(), body, timeout).await,
-        }
+        self.call_container(container, Phase::Init, body, timeout)
+            .await
     }
 
     /// `/run` with `body` on `container`, in process or over HTTP (see
@@ -316,14 +310,33 @@ impl RuntimeClient {
         body: &Value,
         timeout: Duration,
     ) -> CallOutcome {
-        match container.in_process() {
-            Some(runtime) => {
-                let started = tokio::time::Instant::now();
-                let reply = runtime.run(body, timeout).await;
-                self.classify(Phase::Run, reply, timeout, started.elapsed())
-            }
-            None => self.run(container.endpoint(), body, timeout).await,
-        }
+        self.call_container(container, Phase::Run, body, timeout)
+            .await
+    }
+
+    async fn call_container(
+        &self,
+        container: &dyn Container,
+        phase: Phase,
+        body: &Value,
+        timeout: Duration,
+    ) -> CallOutcome {
+        let Some(runtime) = container.in_process() else {
+            let path = if phase == Phase::Init {
+                "/init"
+            } else {
+                "/run"
+            };
+            return self
+                .call(container.endpoint(), path, body, timeout, phase)
+                .await;
+        };
+        let started = tokio::time::Instant::now();
+        let reply = match phase {
+            Phase::Init => runtime.init(body, timeout).await,
+            Phase::Run => runtime.run(body, timeout).await,
+        };
+        self.classify(phase, reply, timeout, started.elapsed())
     }
 
     /// OpenWhisk's `processRunResponseContent`.

@@ -5,14 +5,16 @@
 //!
 //! - **Working directory.** Every container gets a fresh directory
 //!   `<runtimes dir>/containers/<name>-<random>` (mode 0700) as its current directory, `HOME`
-//!   and `TMPDIR`; the launchers write the action's code there. It is removed on destroy.
+//!   and `TMPDIR`; the launchers (and, for `blackbox` actions, the executor itself) write the
+//!   action's code there. It is removed on destroy.
 //! - **Environment.** The process starts with an empty environment plus `PATH` (the
 //!   platform's), `HOME` and `TMPDIR` (the working directory), `LANG=C.UTF-8`,
 //!   `WHISK_RUNTIME_PORT` and the entries of [`ContainerSpec::env`] (`__OW_API_HOST`). The
 //!   runtime protocol then adds the `__OW_*` values and the action's init parameters inside
 //!   the process. Nothing else of the platform's environment (credentials, configuration)
 //!   reaches an action.
-//! - **Process group.** The launcher leads a process group of its own; destroy sends SIGKILL
+//! - **Process group.** The launcher (for `blackbox` actions: the action's executable,
+//!   started at `/init`) leads a process group of its own; destroy sends SIGKILL
 //!   to the whole group (so children and grandchildren the action started die with it), and
 //!   `pause`/`resume` send SIGSTOP/SIGCONT to it.
 //! - **cgroups (v1), where the platform may create them** (root, or a delegated hierarchy):
@@ -45,7 +47,8 @@
 //!   gigabytes costs the platform CPU, not memory. An action that closes its stdout ends its
 //!   activations at the stderr sentinel.
 //!
-//! - **Files, where `bwrap` (bubblewrap) is usable.** Each launcher runs in a bwrap sandbox:
+//! - **Files, where `bwrap` (bubblewrap) is usable.** Each launcher (and each `blackbox`
+//!   executable) runs in a bwrap sandbox:
 //!   the root file system read-only (also `/tmp`; `TMPDIR` is the container's directory), the
 //!   executor's `containers` directory replaced by an empty one except the container's own
 //!   (writable) directory, and the paths given to `ProcessExecutor::with_hidden` replaced by
