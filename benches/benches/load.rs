@@ -353,23 +353,31 @@ fn direct_runs(
     let http = client();
     let runtime = RuntimeClient::default();
     let containers: Arc<Vec<Arc<dyn Container>>> = Arc::new(containers.to_vec());
+    let urls: Arc<Vec<String>> = Arc::new(
+        containers
+            .iter()
+            .map(|c| format!("{}/run", c.endpoint()))
+            .collect(),
+    );
     let free = Arc::new(std::sync::Mutex::new(
         (0..containers.len()).collect::<Vec<usize>>(),
     ));
     let value = Arc::new(whisk_benches::bench_context().run_body(json!({})));
     let body = Arc::new(serde_json::to_vec(&*value).expect("body"));
     move || {
-        let (http, runtime, containers, free, value, body) = (
+        let (http, runtime, containers, urls, free, value, body) = (
             http.clone(),
             runtime.clone(),
             containers.clone(),
+            urls.clone(),
             free.clone(),
             value.clone(),
             body.clone(),
         );
         Box::pin(async move {
             let taken = free.lock().expect("free list").pop();
-            let c = &containers[taken.unwrap_or(0)];
+            let n = taken.unwrap_or(0);
+            let c = &containers[n];
             if c.in_process().is_some() {
                 let out = runtime
                     .run_container(c.as_ref(), &value, Duration::from_secs(30))
@@ -377,7 +385,7 @@ fn direct_runs(
                 assert!(out.response.is_success(), "{:?}", out.response);
             } else {
                 let r = http
-                    .post(format!("{}/run", c.endpoint()))
+                    .post(urls[n].as_str())
                     .header("content-type", "application/json")
                     .body((*body).clone())
                     .send()

@@ -176,24 +176,26 @@ impl RuntimeClient {
     /// `POST {endpoint}/init`; connection failures are retried every 50 ms within `timeout`
     /// (a runtime may still be starting). A success has status 0.
     pub async fn init(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
-        self.call(endpoint, "/init", body, timeout, Phase::Init)
-            .await
+        self.call(endpoint, body, timeout, Phase::Init).await
     }
 
     /// `POST {endpoint}/run` with `body` (see [`ActivationContext::run_body`]).
     pub async fn run(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
-        self.call(endpoint, "/run", body, timeout, Phase::Run).await
+        self.call(endpoint, body, timeout, Phase::Run).await
     }
 
     async fn call(
         &self,
         endpoint: &str,
-        path: &str,
         body: &Value,
         timeout: Duration,
         phase: Phase,
     ) -> CallOutcome {
         let started = Instant::now();
+        let path = match phase {
+            Phase::Init => "/init",
+            Phase::Run => "/run",
+        };
         let url = format!("{endpoint}{path}");
         let payload = bytes::Bytes::from(serde_json::to_vec(body).expect("json serialises"));
         // Whether /init never got a connection within the timeout (a runtime that never
@@ -322,14 +324,7 @@ impl RuntimeClient {
         timeout: Duration,
     ) -> CallOutcome {
         let Some(runtime) = container.in_process() else {
-            let path = if phase == Phase::Init {
-                "/init"
-            } else {
-                "/run"
-            };
-            return self
-                .call(container.endpoint(), path, body, timeout, phase)
-                .await;
+            return self.call(container.endpoint(), body, timeout, phase).await;
         };
         let started = tokio::time::Instant::now();
         let reply = match phase {

@@ -254,15 +254,7 @@ impl ActionLoopContainer {
         loop {
             tokio::select! {
                 biased;
-                read = results.read_until(b'\n', &mut line) => {
-                    return match read {
-                        Ok(_) if line.last() == Some(&b'\n') => {
-                            line.pop();
-                            Some(line)
-                        }
-                        _ => None, // end of file (inside a line or not), or a read error
-                    };
-                }
+                read = results.read_until(b'\n', &mut line) => return whole_line(read, line),
                 _ = out.rx.readable(), if !out.closed => out.drain(&self.logs),
                 _ = err.rx.readable(), if !err.closed => err.drain(&self.logs),
                 _ = &mut poll => {
@@ -273,13 +265,7 @@ impl ActionLoopContainer {
                             results.read_until(b'\n', &mut line),
                         )
                         .await;
-                        return match last {
-                            Ok(Ok(_)) if line.last() == Some(&b'\n') => {
-                                line.pop();
-                                Some(line)
-                            }
-                            _ => None,
-                        };
+                        return last.ok().and_then(|read| whole_line(read, line));
                     }
                     poll.as_mut().reset(tokio::time::Instant::now() + LIVENESS_POLL);
                 }
@@ -484,6 +470,18 @@ fn launchable(path: &Path) -> Result<(), String> {
     match executable {
         true => Ok(()),
         false => Err(format!("No such interpreter: '{interpreter}'")),
+    }
+}
+
+/// The line `read_until` gathered, without its newline; `None` when the read failed or
+/// reached end of file before a newline.
+fn whole_line(read: std::io::Result<usize>, mut line: Vec<u8>) -> Option<Vec<u8>> {
+    match read {
+        Ok(_) if line.last() == Some(&b'\n') => {
+            line.pop();
+            Some(line)
+        }
+        _ => None,
     }
 }
 
