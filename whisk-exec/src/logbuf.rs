@@ -175,10 +175,13 @@ impl LogBuffer {
         inner.lines.drain(..).collect()
     }
 
-    /// Takes the lines of the current activation: up to the sentinels of both streams when
-    /// `until_sentinels` (a stream that reached end of file, e.g. an action closed its
-    /// stdout, counts as having its sentinel), otherwise (or when `wait` runs out, or the
-    /// process ended) all lines.
+    /// Takes the lines of the current activation: on each stream, the lines before its first
+    /// sentinel, once both sentinels arrived when `until_sentinels` (a stream that reached end
+    /// of file, e.g. an action closed its stdout, counts as having its sentinel). Lines after
+    /// a stream's sentinel belong to the next activation and stay buffered, even when they
+    /// arrived before the other stream's sentinel. When `wait` runs out, a stream without a
+    /// sentinel gives all its lines; without `until_sentinels` (or once the process ended)
+    /// every line is taken.
     pub(crate) async fn take(&self, until_sentinels: bool, wait: Duration) -> Vec<LogLine> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -187,20 +190,20 @@ impl LogBuffer {
             notified.as_mut().enable();
             {
                 let mut inner = self.inner.lock().unwrap();
-                let cut = if until_sentinels {
-                    sentinel_cut(&inner.lines, inner.closed_out, inner.closed_err)
-                } else {
-                    None
-                };
-                let all = !until_sentinels || inner.closed == 2;
-                if let Some(end) = cut.or(all.then_some(inner.lines.len())) {
+                let ends = first_sentinels(&inner.lines);
+                if !until_sentinels {
+                    let end = inner.lines.len();
                     return drain(&mut inner, end);
+                }
+                if (ends.0.is_some() || inner.closed_out) && (ends.1.is_some() || inner.closed_err)
+                {
+                    return take_activation(&mut inner, ends);
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let mut inner = self.inner.lock().unwrap();
-                let end = inner.lines.len();
-                return drain(&mut inner, end);
+                let ends = first_sentinels(&inner.lines);
+                return take_activation(&mut inner, ends);
             }
         }
     }
@@ -263,27 +266,45 @@ fn drain(inner: &mut Inner, end: usize) -> Vec<LogLine> {
         .collect()
 }
 
-/// The index just past the first sentinel pair (one on each stream), if both arrived. A
-/// stream that reached end of file (an action closed its stdout) will write no sentinel:
-/// then the other stream's first sentinel ends the activation.
-fn sentinel_cut(lines: &VecDeque<LogLine>, closed_out: bool, closed_err: bool) -> Option<usize> {
+/// The positions of the first sentinel on stdout and on stderr, if any.
+fn first_sentinels(lines: &VecDeque<LogLine>) -> (Option<usize>, Option<usize>) {
     let (mut out, mut err) = (None, None);
     for (i, l) in lines.iter().enumerate() {
         if l.message == SENTINEL {
-            match l.stream {
-                Stream::Stdout => out = out.or(Some(i)),
-                Stream::Stderr => err = err.or(Some(i)),
-            }
-            if let (Some(o), Some(e)) = (out, err) {
-                return Some(o.max(e) + 1);
+            let first = match l.stream {
+                Stream::Stdout => &mut out,
+                Stream::Stderr => &mut err,
+            };
+            first.get_or_insert(i);
+            if out.is_some() && err.is_some() {
+                break;
             }
         }
     }
-    match (closed_out, closed_err) {
-        (true, false) => err.map(|i| i + 1),
-        (false, true) => out.map(|i| i + 1),
-        _ => None,
+    (out, err)
+}
+
+/// Takes each stream's lines up to its sentinel at `ends` (stdout, stderr), or all of that
+/// stream's lines when it has none, without the sentinels; the rest stays buffered in order.
+fn take_activation(inner: &mut Inner, ends: (Option<usize>, Option<usize>)) -> Vec<LogLine> {
+    let mut taken = Vec::new();
+    let mut rest = VecDeque::new();
+    for (i, line) in std::mem::take(&mut inner.lines).into_iter().enumerate() {
+        let end = match line.stream {
+            Stream::Stdout => ends.0,
+            Stream::Stderr => ends.1,
+        };
+        if end.is_none_or(|e| i <= e) {
+            inner.held = inner.held.saturating_sub(cost(&line));
+            if line.message != SENTINEL {
+                taken.push(line);
+            }
+        } else {
+            rest.push_back(line);
+        }
     }
+    inner.lines = rest;
+    taken
 }
 
 #[cfg(test)]
@@ -366,9 +387,47 @@ mod tests {
             .into_iter()
             .map(|l| l.message)
             .collect();
-        assert_eq!(first, ["a", "c", "b"]);
+        assert_eq!(first, ["a", "b"]);
+        let second: Vec<String> = buf
+            .take(true, Duration::from_secs(1))
+            .await
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
+        assert_eq!(second, ["c"]);
         let rest = buf.take(true, Duration::from_secs(1)).await;
         assert!(rest.is_empty());
+    }
+
+    /// One stream may run an activation ahead of the other (the runtime answered, the next
+    /// run began, and its stdout was read before the previous stderr sentinel): each
+    /// activation still gets its own lines, and no sentinel is lost to the one before.
+    #[tokio::test]
+    async fn a_stream_running_ahead_keeps_the_next_activation_apart() {
+        let buf = LogBuffer::default();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let run = |n: u32| format!("out{n}\n{SENTINEL}\n");
+        buf.feed(
+            Stream::Stdout,
+            &mut out,
+            format!("{}{}", run(1), run(2)).as_bytes(),
+        );
+        buf.feed(
+            Stream::Stderr,
+            &mut err,
+            format!("err1\n{SENTINEL}\n").as_bytes(),
+        );
+        let messages =
+            |lines: Vec<LogLine>| -> Vec<String> { lines.into_iter().map(|l| l.message).collect() };
+        let wait = Duration::from_millis(50);
+        assert_eq!(messages(buf.take(true, wait).await), ["out1", "err1"]);
+        buf.feed(
+            Stream::Stderr,
+            &mut err,
+            format!("err2\n{SENTINEL}\n").as_bytes(),
+        );
+        assert_eq!(messages(buf.take(true, wait).await), ["out2", "err2"]);
+        assert!(buf.inner.lock().unwrap().lines.is_empty());
     }
 
     #[tokio::test]
