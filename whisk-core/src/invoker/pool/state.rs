@@ -16,7 +16,7 @@ pub(super) struct WarmKey {
 }
 
 /// What a run asks the pool for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Want {
     pub key: WarmKey,
     pub kind: String,
@@ -211,17 +211,31 @@ impl State {
                 .make_contiguous()
                 .sort_by(|a, b| rank(a).total_cmp(&rank(b)));
         }
+        // A want that cannot be met now cannot be met later in this pass: meeting others only
+        // takes containers, memory and start permits (see `try_acquire`). So each distinct
+        // want is tried once per pass, and a long line of runs of one action costs a
+        // comparison each, not a search of the pool each.
+        let mut unmet: Vec<Want> = Vec::new();
         let mut i = 0;
         while i < self.waiters.len() {
+            if unmet.contains(&self.waiters[i].want) {
+                i += 1;
+                continue;
+            }
             let want = self.waiters[i].want.clone();
             match self.try_acquire(&want, cap, victims) {
                 Some(got) => {
                     let w = self.waiters.remove(i).expect("index in range");
                     if let Err(got) = w.tx.send(got) {
+                        // Given back: what was unmet may be met now.
                         self.undo(got, &w.want);
+                        unmet.clear();
                     }
                 }
-                None => i += 1,
+                None => {
+                    unmet.push(want);
+                    i += 1;
+                }
             }
         }
     }
@@ -366,5 +380,73 @@ mod tests {
             Some(Acquired::Cold)
         ));
         assert_eq!(st.cold_starting, 2);
+    }
+
+    fn idle_slot(w: &Want, id: &'static str) -> Slot {
+        Slot {
+            key: w.key.clone(),
+            container: Arc::new(Named(id)),
+            memory_mb: w.memory_mb,
+            active: 0,
+            capacity: 1,
+            last_used: Instant::now(),
+            keep_alive: Duration::from_secs(600),
+            phase: Phase::Ready,
+            log_turn: Default::default(),
+        }
+    }
+
+    /// A long line of one action's runs behind a full pool: a run of another action further
+    /// back still gets that action's idle container, the line keeps its order, and a run whose
+    /// caller went away gives its container to the next in line.
+    #[test]
+    fn a_long_line_keeps_its_order_and_does_not_hold_up_other_actions() {
+        // a's runs need more memory than evicting b's idle container would free.
+        let (a, b) = (
+            Want {
+                memory_mb: 512,
+                ..want("a")
+            },
+            want("b"),
+        );
+        let mut st = State {
+            used_mb: 768,
+            ..State::default()
+        };
+        st.slots.push(Slot {
+            active: 1,
+            ..idle_slot(&a, "a1")
+        });
+        st.slots.push(idle_slot(&b, "b1"));
+        st.slots[1].active = 1; // busy too, so no eviction makes room
+        let mut line = Vec::new();
+        for n in 0..1000 {
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(Waiter {
+                want: if n == 999 { b.clone() } else { a.clone() },
+                tx,
+                since: Instant::now(),
+            });
+            line.push(rx);
+        }
+        let mut victims = vec![];
+        st.dispatch(768, &mut victims);
+        assert!(line.iter_mut().all(|rx| rx.try_recv().is_err()), "all busy");
+        st.slots[1].active = 0;
+        st.dispatch(768, &mut victims);
+        assert!(
+            matches!(line[999].try_recv(), Ok(Acquired::Warm { .. })),
+            "b served"
+        );
+        assert_eq!(st.waiters.len(), 998 + 1);
+        // The first two in line went away; a's container goes to the third.
+        line.remove(0);
+        line.remove(0);
+        st.slots[0].active = 0;
+        st.dispatch(768, &mut victims);
+        assert!(matches!(line[0].try_recv(), Ok(Acquired::Warm { .. })));
+        assert!(line[1..998].iter_mut().all(|rx| rx.try_recv().is_err()));
+        assert_eq!(st.waiters.len(), 996);
+        assert!(victims.is_empty());
     }
 }
