@@ -240,7 +240,7 @@ impl ContainerExecutor for ProcessExecutor {
         abandoned.0 = None;
         // The launcher is up; everything it is made of joins the cgroups before any action
         // code runs (only `/init` loads the action).
-        confinement.cgroups.attach_group(pgid);
+        confinement.attach_group(pgid).await;
         let out_logs = logs.clone();
         tokio::spawn(async move { out_logs.capture(stdout, Stream::Stdout).await });
         Ok(Arc::new(ProcessContainer {
@@ -319,6 +319,16 @@ impl Confinement {
                 tracing::warn!(dir = %dir, error = %e, "container directory not removed");
             }
         }
+    }
+
+    /// Moves every process of group `pgid` into the cgroups (see
+    /// `Cgroups::attach_group`), off the async threads: it reads every process's status.
+    pub(crate) async fn attach_group(self: &Arc<Self>, pgid: u32) {
+        if pgid == 0 {
+            return; // no group (the process was already reaped)
+        }
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.cgroups.attach_group(pgid)).await;
     }
 
     /// [`Confinement::remove_blocking`] off the async threads.

@@ -325,7 +325,6 @@ impl ActionLoopContainer {
         drop(writer); // so the process's exit shows as the end of its fd 3
         let pgid = child.id().unwrap_or(0);
         self.confinement.cgroups.attach(pgid);
-        self.confinement.cgroups.attach_group(pgid);
         let stdin = child.stdin.take().expect("piped stdin");
         let results =
             pipe::Receiver::from_owned_fd(OwnedFd::from(results)).map_err(|e| cannot(&e))?;
@@ -380,6 +379,8 @@ impl ActionLoopContainer {
                 .env_var("OW_WAIT_FOR_ACK")
                 .is_some_and(|v| !v.is_empty());
         let (stdin, mut results) = self.spawn(driver, &exe, &init_env)?;
+        let pgid = self.group.lock().unwrap().pgid;
+        self.confinement.attach_group(pgid).await;
         if wait_for_ack {
             let limit = self.ack_timeout();
             let (out, err) = (&mut driver.out, &mut driver.err);
