@@ -143,7 +143,10 @@ impl Platform {
                 &limits.concurrent_invocations.to_string(),
             ])
             .args(["--fires-per-minute", &limits.fires_per_minute.to_string()])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("WHISK_LOAD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

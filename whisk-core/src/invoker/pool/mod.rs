@@ -468,6 +468,7 @@ impl ContainerPool {
                 let memory = st.slot_mut(&c).map(|s| s.memory_mb);
                 match (ok, memory) {
                     (true, Some(_)) => {
+                        tracing::debug!(container = c.id(), "paused");
                         if let Some(s) = st.slot_mut(&c) {
                             s.phase = Phase::Paused;
                         }
@@ -768,6 +769,7 @@ impl ContainerPool {
                             "Failed to resume the container.",
                         ));
                     }
+                    tracing::debug!(container = container.id(), "resumed");
                     self.counters.resumes.fetch_add(1, Ordering::Relaxed);
                 }
                 self.counters.warm.fetch_add(1, Ordering::Relaxed);
