@@ -364,6 +364,7 @@ impl ContainerPool {
                 tokio::time::sleep(period).await;
                 let Some(pool) = weak.upgrade() else { return };
                 pool.remove_expired();
+                pool.client.forget_closed();
                 pool.pause_idle().await;
             }
         })

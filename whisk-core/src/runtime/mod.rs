@@ -115,10 +115,12 @@ pub struct CallOutcome {
     pub elapsed: Duration,
 }
 
+mod connections;
+
 /// Client for the runtime protocol.
 #[derive(Debug, Clone)]
 pub struct RuntimeClient {
-    http: reqwest::Client,
+    connections: std::sync::Arc<connections::Connections>,
     truncation_bytes: usize,
 }
 
@@ -157,20 +159,16 @@ pub enum Reply {
 impl RuntimeClient {
     /// A client truncating results above `truncation_bytes`.
     pub fn new(truncation_bytes: usize) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(None)
-            // A runtime answers; it never redirects, and a /run is never sent twice by the
-            // client itself (only /init connection failures are retried, below).
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .build()
-            .expect("http client builds");
         Self {
-            http,
+            connections: Default::default(),
             truncation_bytes,
         }
+    }
+
+    /// Drops kept-alive connections to runtimes that closed them (removed containers'); the
+    /// container pool calls this now and then.
+    pub fn forget_closed(&self) {
+        self.connections.sweep();
     }
 
     /// `POST {endpoint}/init`; connection failures are retried every 50 ms within `timeout`
@@ -196,46 +194,27 @@ impl RuntimeClient {
             Phase::Init => "/init",
             Phase::Run => "/run",
         };
-        let url = format!("{endpoint}{path}");
+        let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+        let authority = authority.trim_end_matches('/');
         let payload = bytes::Bytes::from(serde_json::to_vec(body).expect("json serialises"));
-        // Whether /init never got a connection within the timeout (a runtime that never
-        // listens): OpenWhisk reports that as the init timeout.
-        let mut never_connected = false;
-        let outcome = loop {
+        // A runtime answers; it never redirects, and a /run is never sent twice (only /init
+        // connection failures are retried, every 50 ms: the runtime may still be starting).
+        let reply = loop {
             let left = timeout.saturating_sub(started.elapsed());
-            let sent = self
-                .http
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(payload.clone())
-                .timeout(left)
-                .send()
-                .await;
-            let result = match sent {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match resp.bytes().await {
-                        Ok(b) => Ok((status, b)),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Err(e) if matches!(phase, Phase::Init) && e.is_connect() => {
+            let sent = self.connections.post(authority, path, payload.clone());
+            match tokio::time::timeout(left, sent).await {
+                Err(_) => break Reply::TimedOut,
+                Ok(Ok((status, body))) => break Reply::Answered { status, body },
+                Ok(Err(connections::Failure::Connect)) if matches!(phase, Phase::Init) => {
+                    // Never reachable within the time limit: OpenWhisk reports that as the
+                    // init timeout.
                     if started.elapsed() + Duration::from_millis(50) >= timeout {
-                        never_connected = true;
-                        break Err(e);
+                        break Reply::TimedOut;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                other => break other,
+                Ok(Err(_)) => break Reply::Lost,
             }
-        };
-        let reply = match outcome {
-            Ok((status, body)) => Reply::Answered { status, body },
-            Err(e) if e.is_timeout() || never_connected => Reply::TimedOut,
-            Err(_) => Reply::Lost,
         };
         self.classify(phase, reply, timeout, started.elapsed())
     }
