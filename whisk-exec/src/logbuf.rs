@@ -374,6 +374,11 @@ mod tests {
         assert_eq!(got, want.map(|(s, m)| (s, m.to_string())));
     }
 
+    /// The texts of `lines`.
+    fn messages(lines: Vec<LogLine>) -> Vec<String> {
+        lines.into_iter().map(|l| l.message).collect()
+    }
+
     #[tokio::test]
     async fn splits_at_sentinel_pairs() {
         let buf = LogBuffer::default();
@@ -381,20 +386,9 @@ mod tests {
         let err = format!("b\n{SENTINEL}\n{SENTINEL}\n");
         buf.capture(out.as_bytes(), Stream::Stdout).await;
         buf.capture(err.as_bytes(), Stream::Stderr).await;
-        let first: Vec<String> = buf
-            .take(true, Duration::from_secs(1))
-            .await
-            .into_iter()
-            .map(|l| l.message)
-            .collect();
-        assert_eq!(first, ["a", "b"]);
-        let second: Vec<String> = buf
-            .take(true, Duration::from_secs(1))
-            .await
-            .into_iter()
-            .map(|l| l.message)
-            .collect();
-        assert_eq!(second, ["c"]);
+        let wait = Duration::from_secs(1);
+        assert_eq!(messages(buf.take(true, wait).await), ["a", "b"]);
+        assert_eq!(messages(buf.take(true, wait).await), ["c"]);
         let rest = buf.take(true, Duration::from_secs(1)).await;
         assert!(rest.is_empty());
     }
@@ -417,8 +411,6 @@ mod tests {
             &mut err,
             format!("err1\n{SENTINEL}\n").as_bytes(),
         );
-        let messages =
-            |lines: Vec<LogLine>| -> Vec<String> { lines.into_iter().map(|l| l.message).collect() };
         let wait = Duration::from_millis(50);
         assert_eq!(messages(buf.take(true, wait).await), ["out1", "err1"]);
         buf.feed(
