@@ -89,12 +89,15 @@ impl Connections {
             }
         };
         if answer.is_ok() && !ended {
-            self.idle
-                .lock()
-                .unwrap()
-                .entry(authority.to_string())
-                .or_default()
-                .push(conn);
+            // The runtime's list outlives its emptying (only `sweep` removes lists), so putting
+            // a connection back allocates nothing on the invoke path.
+            let mut idle = self.idle.lock().unwrap();
+            match idle.get_mut(authority) {
+                Some(list) => list.push(conn),
+                None => {
+                    idle.insert(authority.to_string(), vec![conn]);
+                }
+            }
         }
         answer
     }
@@ -109,7 +112,6 @@ impl Connections {
                 return Some(conn);
             }
         }
-        idle.remove(authority);
         None
     }
 

@@ -346,15 +346,8 @@ mod tests {
         // a's container is ready and busy; a second run of a waits in line, and gets it
         // when it is released, before any start ends.
         st.slots.push(Slot {
-            key: a.key.clone(),
-            container: Arc::new(Named("a1")),
-            memory_mb: 256,
             active: 1,
-            capacity: 1,
-            last_used: Instant::now(),
-            keep_alive: Duration::from_secs(600),
-            phase: Phase::Ready,
-            log_turn: Default::default(),
+            ..idle_slot(&a, "a1")
         });
         let (tx, mut rx) = oneshot::channel();
         st.waiters.push_back(Waiter {
