@@ -290,10 +290,18 @@ pub fn kafka_brokers(bench: &str) -> Option<String> {
     brokers
 }
 
-/// A Kafka bus on `brokers` whose topics and groups carry `name` and this process's id.
+/// A Kafka bus on `brokers` whose topics and groups carry `name` and this process's id. Its
+/// activation topics' fetch wait is `WHISK_KAFKA_FETCH_WAIT_MS` when set (the cluster
+/// binaries' `--kafka-fetch-wait-ms`), else the bus's default.
 pub async fn kafka_bus(brokers: &str, name: &str) -> whisk_bus::KafkaBus {
     let prefix = format!("bench-{}-{name}-", std::process::id());
-    let config = whisk_bus::KafkaConfig::new(brokers).with_topic_prefix(prefix);
+    let mut config = whisk_bus::KafkaConfig::new(brokers).with_topic_prefix(prefix);
+    if let Some(ms) = std::env::var("WHISK_KAFKA_FETCH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.fetch_wait_max = std::time::Duration::from_millis(ms);
+    }
     whisk_bus::KafkaBus::connect(config)
         .await
         .expect("Kafka broker reachable")

@@ -207,10 +207,13 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
-    /// Connects to the brokers (a clear error when none answers).
-    pub async fn connect(&self) -> std::io::Result<whisk_bus::KafkaBus> {
-        let mut config =
-            whisk_bus::KafkaConfig::new(&self.kafka_brokers).with_topic_prefix(&self.kafka_prefix);
+    /// Connects to the brokers (a clear error when none answers) as process `member` (e.g.
+    /// `invoker0`): its consumers are static group members with that id, so a restarted
+    /// process takes its topics back at once.
+    pub async fn connect(&self, member: &str) -> std::io::Result<whisk_bus::KafkaBus> {
+        let mut config = whisk_bus::KafkaConfig::new(&self.kafka_brokers)
+            .with_topic_prefix(&self.kafka_prefix)
+            .with_group_instance_id(member);
         config.fetch_wait_max = std::time::Duration::from_millis(self.kafka_fetch_wait_ms);
         config.partitions = self.kafka_partitions.max(1);
         whisk_bus::KafkaBus::connect(config)

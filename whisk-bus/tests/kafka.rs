@@ -1,4 +1,4 @@
-//! KafkaBus against a real Kafka-protocol broker (CI: tansu).
+//! KafkaBus against a real Kafka-protocol broker (CI: noida-db; the outage test: tansu).
 //!
 //! The broker address comes from `WHISK_TEST_KAFKA` (`host:port`); the outage test starts its
 //! own broker from the tansu binary named by `WHISK_TEST_TANSU`. Without them the tests are
@@ -212,6 +212,74 @@ async fn partitions_are_shared_by_members() {
     got.sort();
     let want: Vec<String> = (0..60).map(|i| format!("m{i:02}")).collect();
     assert_eq!(got, want);
+}
+
+/// A static member (`group.instance.id`) killed with a message read but not committed, then
+/// started again with the same id, as a restarted invoker is: the new process is given the
+/// partition and the message again. A new member without the id would have to wait for the
+/// broker to drop the dead one (its session timeout; CI's broker never drops it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_static_member_takes_its_partition_back() {
+    let Some(brokers) = service_from_env("WHISK_TEST_KAFKA", "Kafka-protocol broker") else {
+        return;
+    };
+    let topic = unique("static");
+    let id = unique("member");
+    let bus = KafkaBus::connect(config(brokers.clone())).await.unwrap();
+    bus.create_topic(&topic).await.unwrap();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["static_member_child", "--exact", "--ignored", "--nocapture"])
+        .env("WHISK_STATIC_CHILD", format!("{brokers} {topic} {id}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let said = guard(
+        "the child reads the message",
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("holding "))
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(said.as_deref(), Some("holding m1"));
+    child.kill().unwrap(); // SIGKILL: the member never leaves its group
+    child.wait().unwrap();
+
+    let mut cfg = config(brokers).with_group_instance_id(&id);
+    cfg.join_timeout = Duration::from_secs(30);
+    let again = KafkaBus::connect(cfg).await.unwrap();
+    let mut c = guard("subscribe again", again.subscribe(&topic, "g"))
+        .await
+        .expect("the restarted member is given its partition");
+    assert_eq!(
+        next(&mut c).await,
+        "m1",
+        "the uncommitted message comes again"
+    );
+}
+
+/// The member that `a_restarted_static_member_takes_its_partition_back` kills: joins as a
+/// static member, reads a message without committing it, says so, and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of a_restarted_static_member_takes_its_partition_back"]
+async fn static_member_child() {
+    let spec = std::env::var("WHISK_STATIC_CHILD").expect("run by its parent test");
+    let [brokers, topic, id] = spec.split(' ').collect::<Vec<_>>()[..] else {
+        panic!("bad WHISK_STATIC_CHILD {spec:?}")
+    };
+    let bus = KafkaBus::connect(config(brokers.to_string()).with_group_instance_id(id))
+        .await
+        .unwrap();
+    let mut c = guard("subscribe", bus.subscribe(topic, "g")).await.unwrap();
+    bus.publish(topic, "m1".into()).await.unwrap();
+    println!("holding {}", next(&mut c).await);
+    std::future::pending::<()>().await;
 }
 
 /// A broker that is not there: `connect` fails with `Unavailable`, promptly.

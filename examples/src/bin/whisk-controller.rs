@@ -86,7 +86,11 @@ async fn main() -> std::io::Result<()> {
         let backend = whisk_examples::standalone::StoreBackend::CouchDb(args.couch.config());
         std::process::exit(admin_cli::run_on_backend(&backend, cmd).await);
     }
-    let bus: Arc<dyn MessageBus> = Arc::new(args.kafka.connect().await?);
+    let bus: Arc<dyn MessageBus> = Arc::new(
+        args.kafka
+            .connect(&format!("controller{}", args.id))
+            .await?,
+    );
     let couch = CouchStore::connect(args.couch.config())
         .await
         .map_err(std::io::Error::other)?;

@@ -70,7 +70,8 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse();
-    let bus: Arc<dyn MessageBus> = Arc::new(args.kafka.connect().await?);
+    let bus: Arc<dyn MessageBus> =
+        Arc::new(args.kafka.connect(&format!("invoker{}", args.id)).await?);
     let store: Arc<dyn Store> = Arc::new(
         CouchStore::connect(args.couch.config())
             .await

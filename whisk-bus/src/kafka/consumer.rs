@@ -312,12 +312,15 @@ impl KafkaConsumer {
             topic: topic.to_string(),
             timeout: config.request_timeout,
         };
-        let consumer: BaseConsumer<GroupContext> = config
-            .consumer_config(group, topic)
-            .set(
-                "statistics.interval.ms",
-                STATS_INTERVAL.as_millis().to_string(),
-            )
+        let mut settings = config.consumer_config(group, topic);
+        settings.set(
+            "statistics.interval.ms",
+            STATS_INTERVAL.as_millis().to_string(),
+        );
+        if let Some(id) = &config.group_instance_id {
+            settings.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<GroupContext> = settings
             .create_with_context(context)
             .map_err(|e| BusError::Other(format!("kafka consumer config: {e}")))?;
         consumer.subscribe(&[topic]).map_err(|e| bus_error(&e))?;

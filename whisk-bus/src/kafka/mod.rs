@@ -12,7 +12,9 @@
 //!   time, and that start is committed at once, so the group keeps "starting at the end"
 //!   even across later rebalances.
 //! - Polled but uncommitted messages are delivered again to whichever member owns the
-//!   partition next (Kafka's at-least-once). A dropped consumer leaves its group.
+//!   partition next (Kafka's at-least-once). A dropped consumer leaves its group, except a
+//!   static member's ([`KafkaConfig::group_instance_id`]), whose partitions wait for it to
+//!   come back until the session timeout.
 //! - Broker outages surface as [`BusError::Unavailable`] (publish fails after
 //!   [`KafkaConfig::publish_timeout`]) or as empty polls; librdkafka reconnects on its own, so
 //!   the same bus and consumers work again when the broker returns.
@@ -100,6 +102,16 @@ pub struct KafkaConfig {
     pub relaxed_fetch_wait: Duration,
     /// Messages a consumer buffers ahead of `poll` before it pauses fetching; default 10 000.
     pub max_buffered: usize,
+    /// Kafka static membership (`group.instance.id`, KIP-345) for the consumers of
+    /// [`MessageBus::subscribe`]; default none. A process that restarts with the same id takes
+    /// its partitions back at once, where a new member would wait for the broker to drop the
+    /// old one (the session timeout on Apache Kafka; some brokers never do). In exchange a
+    /// dropped consumer does not leave its group: its partitions go to another member only
+    /// after the session timeout. Give each process its own id (the controller and the
+    /// invoker use `controller{N}` and `invoker{N}`), and set it only on a bus whose
+    /// consumers are alone in their groups within the process: two members of one group
+    /// with one id fence each other. The id is per group, so one id serves every group.
+    pub group_instance_id: Option<String>,
     /// Extra librdkafka properties for every client, applied last (so they win), e.g.
     /// `("security.protocol", "ssl")`.
     pub properties: Vec<(String, String)>,
@@ -123,6 +135,7 @@ impl Default for KafkaConfig {
                 .to_vec(),
             relaxed_fetch_wait: Duration::from_millis(100),
             max_buffered: 10_000,
+            group_instance_id: None,
             properties: Vec::new(),
         }
     }
@@ -140,6 +153,13 @@ impl KafkaConfig {
     /// Sets the topic prefix.
     pub fn with_topic_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// Makes the subscribed consumers static members with id `id` (see
+    /// [`group_instance_id`](Self::group_instance_id)).
+    pub fn with_group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
         self
     }
 
