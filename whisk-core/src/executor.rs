@@ -67,6 +67,13 @@ pub trait Container: Send + Sync {
     /// Stops and removes it. Idempotent.
     async fn destroy(&self) -> Result<(), ExecutorError>;
 
+    /// Whether the container is known to have stopped: its process exited or it was
+    /// destroyed. A runtime that is still being connected to is not waited for once it has
+    /// stopped. The default, for backends that cannot tell cheaply, is `false`.
+    fn exited(&self) -> bool {
+        false
+    }
+
     /// A runtime answering `/init` and `/run` in process, for containers that have no HTTP
     /// endpoint (the simulator's virtual containers, native executables driven over pipes by
     /// the process executor). `None` (the default): the pool speaks

@@ -27,6 +27,7 @@ pub mod controller;
 pub mod entity;
 pub mod events;
 pub mod executor;
+pub mod faults;
 pub mod feeds;
 pub mod invoker;
 pub mod loadbalancer;

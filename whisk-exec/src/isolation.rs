@@ -506,6 +506,18 @@ impl Cgroups {
     }
 }
 
+/// Whether process `pid` has exited (a zombie not yet reaped counts), read from
+/// `/proc/<pid>/stat` without reaping it, so its id stays reserved for group signals.
+pub(crate) fn process_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| state == 'Z' || state == 'X'),
+        Err(_) => true,
+    }
+}
+
 /// Sends `signal` to process group `pgid`.
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
     killpg(Pid::from_raw(pgid as i32), signal)

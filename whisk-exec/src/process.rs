@@ -404,6 +404,14 @@ impl Container for ProcessContainer {
         self.signal(Signal::SIGSTOP)
     }
 
+    /// Destroyed, or its launcher exited (seen in `/proc`, without reaping it).
+    fn exited(&self) -> bool {
+        match self.process.lock().unwrap().as_ref() {
+            None => true,
+            Some((child, _)) => child.id().is_none_or(isolation::process_exited),
+        }
+    }
+
     /// SIGCONT to the container's process group.
     async fn resume(&self) -> Result<(), ExecutorError> {
         self.signal(Signal::SIGCONT)

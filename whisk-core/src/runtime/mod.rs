@@ -174,20 +174,23 @@ impl RuntimeClient {
     /// `POST {endpoint}/init`; connection failures are retried every 50 ms within `timeout`
     /// (a runtime may still be starting). A success has status 0.
     pub async fn init(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
-        self.call(endpoint, body, timeout, Phase::Init).await
+        self.call(endpoint, body, timeout, Phase::Init, None).await
     }
 
     /// `POST {endpoint}/run` with `body` (see [`ActivationContext::run_body`]).
     pub async fn run(&self, endpoint: &str, body: &Value, timeout: Duration) -> CallOutcome {
-        self.call(endpoint, body, timeout, Phase::Run).await
+        self.call(endpoint, body, timeout, Phase::Run, None).await
     }
 
+    /// One call; an `/init` that cannot connect is retried until `timeout`, or until
+    /// `container` (when given) has stopped: then the runtime is lost, not late.
     async fn call(
         &self,
         endpoint: &str,
         body: &Value,
         timeout: Duration,
         phase: Phase,
+        container: Option<&dyn Container>,
     ) -> CallOutcome {
         let started = Instant::now();
         let path = match phase {
@@ -206,6 +209,9 @@ impl RuntimeClient {
                 Err(_) => break Reply::TimedOut,
                 Ok(Ok((status, body))) => break Reply::Answered { status, body },
                 Ok(Err(connections::Failure::Connect)) if matches!(phase, Phase::Init) => {
+                    if container.is_some_and(|c| c.exited()) {
+                        break Reply::Lost;
+                    }
                     // Never reachable within the time limit: OpenWhisk reports that as the
                     // init timeout.
                     if started.elapsed() + Duration::from_millis(50) >= timeout {
@@ -303,7 +309,9 @@ impl RuntimeClient {
         timeout: Duration,
     ) -> CallOutcome {
         let Some(runtime) = container.in_process() else {
-            return self.call(container.endpoint(), body, timeout, phase).await;
+            return self
+                .call(container.endpoint(), body, timeout, phase, Some(container))
+                .await;
         };
         let started = tokio::time::Instant::now();
         let reply = match phase {

@@ -202,16 +202,11 @@ impl ActionLoopContainer {
     /// stays reserved for the group signals until [`ActionLoopContainer::finish`].
     fn exited(&self) -> bool {
         let group = self.group.lock().unwrap();
-        let Some(pid) = group.child.as_ref().and_then(Child::id) else {
-            return true;
-        };
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-                .is_none_or(|state| state == 'Z' || state == 'X'),
-            Err(_) => true,
-        }
+        group
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .is_none_or(isolation::process_exited)
     }
 
     /// Ends the process for good and says how it ended: waits up to `grace` for it to exit
