@@ -293,6 +293,10 @@ pub struct PoolArgs {
     /// Do not keep prewarmed containers (the manifest's stem cells).
     #[arg(long)]
     pub no_prewarm: bool,
+    /// On SIGTERM or Ctrl-C: seconds the activations in flight may take to finish; those
+    /// still running then are recorded as failed (`whisk internal error`).
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
 }
 
 /// What runs the action containers: `--executor`, and the Docker daemon and network.

@@ -147,9 +147,21 @@ impl InvokerProcess {
         })
     }
 
-    /// Stops consuming and removes every container.
+    /// Stops at once: activations in flight are recorded as failed, every container removed.
     pub async fn shutdown(self) {
+        self.shutdown_within(Duration::ZERO).await;
+    }
+
+    /// Graceful shutdown: lets the activations in flight (and any still arriving) finish
+    /// for up to `drain`, records those still running as failed
+    /// ([`Invoker::drain`](whisk_core::invoker::Invoker::drain)), stops consuming and
+    /// removes every container.
+    pub async fn shutdown_within(self, drain: Duration) {
+        self.invoker.drain(drain).await;
         self.task.abort();
+        let _ = self.task.await;
+        // What started between the drain's end and the abort.
+        self.invoker.drain(Duration::ZERO).await;
         self.pool.shutdown().await;
     }
 }
@@ -345,8 +357,13 @@ impl Server {
 
     /// Stops accepting, lets requests in flight finish (up to 5 s).
     pub async fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(5)).await;
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to `grace`.
+    pub async fn shutdown_within(self, grace: Duration) {
         let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        let _ = tokio::time::timeout(grace, self.task).await;
     }
 }
 

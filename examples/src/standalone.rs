@@ -81,6 +81,9 @@ pub struct StandaloneConfig {
     /// Which scheduler places activations (default: least loaded; the warm-aware one assumes
     /// idle containers live [`idle_timeout`](Self::idle_timeout)).
     pub scheduler: crate::cli::SchedulerChoice,
+    /// How long [`Standalone::shutdown`] lets requests and activations in flight finish
+    /// before it records the activations still running as failed; default 30 s.
+    pub drain: Duration,
 }
 
 impl Default for StandaloneConfig {
@@ -103,6 +106,7 @@ impl Default for StandaloneConfig {
             user_events: false,
             feeds: crate::feeds::FeedSettings::default(),
             scheduler: crate::cli::SchedulerChoice::default(),
+            drain: Duration::from_secs(30),
         }
     }
 }
@@ -117,6 +121,7 @@ pub struct Standalone {
     server: Server,
     tasks: Vec<JoinHandle<()>>,
     feeds: Option<Arc<FeedProvider>>,
+    drain: Duration,
 }
 
 impl Standalone {
@@ -202,6 +207,7 @@ impl Standalone {
             server,
             tasks,
             feeds,
+            drain: config.drain,
         })
     }
 
@@ -226,15 +232,24 @@ impl Standalone {
         self.feeds.as_ref()
     }
 
-    /// Stops serving, then removes every container (no runtime process is left behind).
+    /// Graceful shutdown: stops accepting, lets requests and activations in flight finish
+    /// within [`StandaloneConfig::drain`], records the activations still running then as
+    /// failed (`whisk internal error`), and removes every container (no runtime process is
+    /// left behind).
     pub async fn shutdown(self) {
-        self.server.shutdown().await;
+        let deadline = tokio::time::Instant::now() + self.drain;
+        self.server.shutdown_within(self.drain).await;
         if let Some(feeds) = &self.feeds {
             feeds.shutdown().await;
         }
-        for t in &self.tasks {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The load balancer keeps taking acknowledgements while the invoker drains.
+        let invoker = self.invoker.shutdown_within(left);
+        invoker.await;
+        for t in self.tasks {
             t.abort();
+            // Once the task is gone, so are its handles on the store.
+            let _ = t.await;
         }
-        self.invoker.shutdown().await;
     }
 }

@@ -117,13 +117,18 @@ async fn main() -> std::io::Result<()> {
             .unwrap_or_default()
     ));
     terminated().await?;
-    say("stopping: leaving the cluster, removing containers");
+    say(&format!(
+        "stopping: leaving the cluster; activations in flight may finish within {} s, then containers are removed",
+        args.pool.drain_timeout
+    ));
     if let Err(e) = process.invoker.disable().await {
         tracing::warn!(error = %e, "could not announce the shutdown");
     }
     if let Some(server) = metrics {
         server.shutdown().await;
     }
-    process.shutdown().await;
+    process
+        .shutdown_within(Duration::from_secs(args.pool.drain_timeout))
+        .await;
     Ok(())
 }

@@ -84,6 +84,7 @@ async fn main() -> std::io::Result<()> {
             enabled: !args.no_feeds,
             ..Default::default()
         },
+        drain: Duration::from_secs(args.pool.drain_timeout),
         ..StandaloneConfig::default()
     })
     .await?;
@@ -106,7 +107,10 @@ async fn main() -> std::io::Result<()> {
     });
 
     terminated().await?;
-    say("stopping: removing containers");
+    say(&format!(
+        "stopping: no new requests; activations in flight may finish within {} s, then containers are removed",
+        args.pool.drain_timeout
+    ));
     platform.shutdown().await;
     Ok(())
 }

@@ -24,6 +24,11 @@ use std::time::Duration;
 /// How many recent activation ids are remembered to drop duplicate deliveries.
 const RECENT_IDS: usize = 16_384;
 
+/// The error of an activation still running when a graceful shutdown's drain ran out
+/// (recorded as a `whisk internal error`).
+pub const DRAIN_MESSAGE: &str =
+    "The invoker shut down before the action finished; the activation was aborted.";
+
 /// Remembers recently seen activation ids (bounded).
 #[derive(Default)]
 struct RecentIds {
@@ -81,6 +86,11 @@ pub struct Invoker {
     bus: Arc<dyn MessageBus>,
     pool: Arc<ContainerPool>,
     recent: Mutex<RecentIds>,
+    /// Activations being processed, by id; whoever removes one (its task when done, or
+    /// [`Invoker::drain`] at its deadline) writes its one record.
+    in_flight: Mutex<HashMap<ActivationId, Arc<ActivationMessage>>>,
+    /// Signalled each time an activation in flight is done.
+    settled: tokio::sync::Notify,
     actions: Mutex<HashMap<String, (String, Arc<WhiskAction>)>>,
     ping_interval: Duration,
     enabled: AtomicBool,
@@ -136,6 +146,8 @@ impl Invoker {
             bus,
             pool,
             recent: Mutex::new(RecentIds::default()),
+            in_flight: Mutex::new(HashMap::new()),
+            settled: tokio::sync::Notify::new(),
             actions: Mutex::new(HashMap::new()),
             ping_interval: config.ping_interval.max(Duration::from_millis(1)),
             enabled: AtomicBool::new(true),
@@ -288,15 +300,66 @@ impl Invoker {
             tid = %msg.transid.id(),
             activation = %msg.activation_id
         );
-        tracing::Instrument::instrument(self.process(msg), span).await
+        tracing::Instrument::instrument(self.process(Arc::new(msg)), span).await
     }
 
-    async fn process(&self, msg: ActivationMessage) {
+    /// How many activations are being processed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().len()
+    }
+
+    /// Graceful shutdown's drain: waits up to `deadline` for the activations in flight to
+    /// finish (call it once no new ones arrive), then records each one still running as a
+    /// `whisk internal error` ([`DRAIN_MESSAGE`]) and acknowledges it, so every activation
+    /// the invoker took ends with exactly one record. Returns how many it ended that way.
+    /// Their runs go on until the pool is shut down, and write nothing.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        let _ = tokio::time::timeout(deadline, async {
+            loop {
+                let settled = self.settled.notified();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                settled.await;
+            }
+        })
+        .await;
+        let left: Vec<_> = self.in_flight.lock().unwrap().drain().collect();
+        for (id, msg) in &left {
+            tracing::warn!(activation = %id, "still running at the drain deadline: recorded as failed");
+            let now = crate::message::now_ms();
+            let outcome = JobOutcome {
+                response: ActivationResponse::whisk_error(DRAIN_MESSAGE),
+                logs: vec![],
+                start: now,
+                end: now,
+                init_time: None,
+                timed_out: false,
+                start_kind: None,
+            };
+            self.finish(msg, self.record(msg, None, outcome), false)
+                .await;
+        }
+        left.len()
+    }
+
+    /// Takes activation `id` off the in-flight list: false when the drain already ended it.
+    fn settle(&self, id: &ActivationId) -> bool {
+        let mine = self.in_flight.lock().unwrap().remove(id).is_some();
+        self.settled.notify_waiters();
+        mine
+    }
+
+    async fn process(&self, msg: Arc<ActivationMessage>) {
         tracing::debug!(action = %msg.action.name, "activation received");
         if !self.recent.lock().unwrap().insert(&msg.activation_id) {
             tracing::info!(activation = %msg.activation_id, "duplicate delivery dropped");
             return;
         }
+        self.in_flight
+            .lock()
+            .unwrap()
+            .insert(msg.activation_id.clone(), msg.clone());
         if let Ok(done) = self
             .store
             .get_activation(&msg.user.namespace.name, &msg.activation_id)
@@ -304,7 +367,9 @@ impl Invoker {
         {
             tracing::info!(activation = %msg.activation_id,
                 "activation already recorded; duplicate delivery not run");
-            self.acknowledge(&msg, done).await;
+            if self.settle(&msg.activation_id) {
+                self.acknowledge(&msg, done).await;
+            }
             return;
         }
         let (activation, result_sent) = match self.action(&msg).await {
@@ -330,6 +395,19 @@ impl Invoker {
                 (self.record(&msg, None, outcome), false)
             }
         };
+        if self.settle(&msg.activation_id) {
+            self.finish(&msg, activation, result_sent).await;
+        }
+    }
+
+    /// Records `activation` and acknowledges it (a completion only when its result went out
+    /// before), then publishes its user event.
+    async fn finish(
+        &self,
+        msg: &ActivationMessage,
+        activation: WhiskActivation,
+        result_sent: bool,
+    ) {
         self.metrics.observe_activation(&activation);
         self.recorder.record(&activation).await;
         // The user event goes out after the ack (it is made first: the ack takes the record).
@@ -338,9 +416,9 @@ impl Invoker {
             .as_ref()
             .and_then(|e| e.activation(&activation, &msg.user));
         if result_sent {
-            self.completed(&msg, &activation).await;
+            self.completed(msg, &activation).await;
         } else {
-            self.acknowledge(&msg, activation).await;
+            self.acknowledge(msg, activation).await;
         }
         event.into_iter().for_each(PendingEvent::publish);
     }
