@@ -327,16 +327,7 @@ impl Invoker {
         let left: Vec<_> = self.in_flight.lock().unwrap().drain().collect();
         for (id, msg) in &left {
             tracing::warn!(activation = %id, "still running at the drain deadline: recorded as failed");
-            let now = crate::message::now_ms();
-            let outcome = JobOutcome {
-                response: ActivationResponse::whisk_error(DRAIN_MESSAGE),
-                logs: vec![],
-                start: now,
-                end: now,
-                init_time: None,
-                timed_out: false,
-                start_kind: None,
-            };
+            let outcome = unrun(ActivationResponse::whisk_error(DRAIN_MESSAGE));
             self.finish(msg, self.record(msg, None, outcome), false)
                 .await;
         }
@@ -382,17 +373,7 @@ impl Invoker {
                     ),
                     _ => ActivationResponse::whisk_error("Action could not be fetched."),
                 };
-                let now = crate::message::now_ms();
-                let outcome = JobOutcome {
-                    response,
-                    logs: vec![],
-                    start: now,
-                    end: now,
-                    init_time: None,
-                    timed_out: false,
-                    start_kind: None,
-                };
-                (self.record(&msg, None, outcome), false)
+                (self.record(&msg, None, unrun(response)), false)
             }
         };
         if self.settle(&msg.activation_id) {
@@ -592,6 +573,20 @@ impl Invoker {
 /// Whether `activation` failed with a whisk (system) error.
 fn is_system_error(activation: &WhiskActivation) -> bool {
     activation.response.status == crate::entity::StatusCode::WhiskError
+}
+
+/// The outcome of an activation that ended without running: `response`, now.
+fn unrun(response: ActivationResponse) -> JobOutcome {
+    let now = crate::message::now_ms();
+    JobOutcome {
+        response,
+        logs: vec![],
+        start: now,
+        end: now,
+        init_time: None,
+        timed_out: false,
+        start_kind: None,
+    }
 }
 
 #[cfg(test)]
