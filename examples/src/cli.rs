@@ -240,6 +240,10 @@ pub struct ListenArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
+    /// Serve on a non-loopback `--host` even while OpenWhisk's well-known guest or
+    /// whisk.system key still opens the API (refused otherwise).
+    #[arg(long)]
+    pub allow_default_keys: bool,
 }
 
 impl ListenArgs {

@@ -367,6 +367,40 @@ impl Server {
     }
 }
 
+/// Refuses to serve the API on `listen` when it is not a loopback address while OpenWhisk's
+/// well-known `guest` or `whisk.system` key (published in OpenWhisk's sources) still opens it,
+/// unless `allow` (`--allow-default-keys`). Blocked or replaced default subjects (the `user`
+/// admin commands) pass. Run it before binding, so a refused start never listens.
+pub async fn check_default_keys(
+    store: &dyn Store,
+    listen: SocketAddr,
+    allow: bool,
+) -> std::io::Result<()> {
+    if allow || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
+        let (uuid, secret) = key.split_once(':').expect("well-formed key");
+        let open = store
+            .identity(uuid, secret)
+            .await
+            .map_err(std::io::Error::other)?
+            .is_some();
+        if open {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to serve on {listen}: the well-known {subject} key still opens the \
+                     API, and anyone who can reach this address knows it. Block or replace the \
+                     default subjects (`user block guest whisk.system`), listen on a loopback \
+                     address, or pass --allow-default-keys"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the `guest` and `whisk.system` subjects with OpenWhisk standalone's keys unless
 /// they exist (keys changed by an operator are kept).
 pub async fn seed_keys(store: &dyn Store) -> Result<(), StoreError> {

@@ -81,6 +81,10 @@ pub struct StandaloneConfig {
     /// Which scheduler places activations (default: least loaded; the warm-aware one assumes
     /// idle containers live [`idle_timeout`](Self::idle_timeout)).
     pub scheduler: crate::cli::SchedulerChoice,
+    /// Whether a non-loopback [`listen`](Self::listen) address may be served while the
+    /// well-known default keys still open the API (see
+    /// [`check_default_keys`](crate::cluster::check_default_keys)); default false.
+    pub allow_default_keys: bool,
     /// How long [`Standalone::shutdown`] lets requests and activations in flight finish
     /// before it records the activations still running as failed; default 30 s.
     pub drain: Duration,
@@ -106,6 +110,7 @@ impl Default for StandaloneConfig {
             user_events: false,
             feeds: crate::feeds::FeedSettings::default(),
             scheduler: crate::cli::SchedulerChoice::default(),
+            allow_default_keys: false,
             drain: Duration::from_secs(30),
         }
     }
@@ -132,6 +137,12 @@ impl Standalone {
         seed_keys(store.as_ref())
             .await
             .map_err(std::io::Error::other)?;
+        crate::cluster::check_default_keys(
+            store.as_ref(),
+            config.listen,
+            config.allow_default_keys,
+        )
+        .await?;
         let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;

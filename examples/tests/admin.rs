@@ -468,3 +468,66 @@ async fn standalone_user_commands_end_to_end() {
     assert!(!ok);
     assert!(err.contains("memory store"), "{err}");
 }
+
+/// A non-loopback address is refused while OpenWhisk's well-known keys open the API: each of
+/// the two default subjects counts, blocking both (or `--allow-default-keys`, or loopback)
+/// lets the platform serve.
+#[tokio::test]
+async fn default_keys_are_not_served_beyond_loopback() {
+    use whisk_examples::cluster::{check_default_keys, seed_keys};
+    let store = whisk_store::MemoryStore::new();
+    seed_keys(&store).await.unwrap();
+    let open: std::net::SocketAddr = "0.0.0.0:3233".parse().unwrap();
+    let refused = |e: std::io::Error, subject: &str| {
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string().contains(&format!("well-known {subject} key")),
+            "{e}"
+        );
+    };
+    refused(
+        check_default_keys(&store, open, false).await.unwrap_err(),
+        "guest",
+    );
+    check_default_keys(&store, "127.0.0.1:3233".parse().unwrap(), false)
+        .await
+        .unwrap();
+    check_default_keys(&store, "[::1]:3233".parse().unwrap(), false)
+        .await
+        .unwrap();
+    check_default_keys(&store, open, true).await.unwrap();
+    whisk_core::admin::block(&store, "guest").await.unwrap();
+    refused(
+        check_default_keys(&store, open, false).await.unwrap_err(),
+        "whisk.system",
+    );
+    whisk_core::admin::block(&store, "whisk.system")
+        .await
+        .unwrap();
+    check_default_keys(&store, open, false).await.unwrap();
+}
+
+/// The standalone binary refuses, before it listens, to serve the default keys on all
+/// interfaces: exit code 1 and the reason.
+#[test]
+fn the_standalone_binary_refuses_default_keys_on_all_interfaces() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_whisk-standalone"))
+        .args([
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--store",
+            "memory",
+            "--no-feeds",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to serve on 0.0.0.0"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "it never listened"
+    );
+}

@@ -120,6 +120,12 @@ async fn main() -> std::io::Result<()> {
         balancer.timeout_factor = 1;
         balancer.timeout_addon = Duration::from_secs(after);
     }
+    whisk_examples::cluster::check_default_keys(
+        store.as_ref(),
+        args.listen.addr(),
+        args.listen.allow_default_keys,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen.addr()).await?;
     let feeds = whisk_examples::feeds::FeedSettings {
         enabled: args.feeds,

@@ -85,6 +85,7 @@ async fn main() -> std::io::Result<()> {
             ..Default::default()
         },
         drain: Duration::from_secs(args.pool.drain_timeout),
+        allow_default_keys: args.listen.allow_default_keys,
         ..StandaloneConfig::default()
     })
     .await?;
