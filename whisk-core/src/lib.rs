@@ -5,8 +5,9 @@
 //! [`bus::MessageBus`], [`executor::ContainerExecutor`], [`scheduler::Scheduler`]), the
 //! messages that cross the bus ([`message`]), the runtime-protocol client ([`runtime`]) and
 //! the engines written only against the traits: [`controller`], [`loadbalancer`] and
-//! [`invoker`]. The OpenWhisk REST API lives in [`api`] (feature `api`, on by default) and
-//! the backend conformance suites in `testkit` (feature `testkit`).
+//! [`invoker`]. The OpenWhisk REST API lives in [`api`] (feature `api`, on by default), the
+//! fault-injecting wrappers of the traits in [`faults`], and the backend conformance suites
+//! in `testkit` (feature `testkit`).
 //!
 //! ```no_run
 //! use std::sync::Arc;
