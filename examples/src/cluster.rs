@@ -367,6 +367,10 @@ impl Server {
     }
 }
 
+/// The subjects every platform starts with, and their well-known keys (OpenWhisk
+/// standalone's).
+const DEFAULT_SUBJECTS: [(&str, &str); 2] = [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)];
+
 /// Refuses to serve the API on `listen` when it is not a loopback address while OpenWhisk's
 /// well-known `guest` or `whisk.system` key (published in OpenWhisk's sources) still opens it,
 /// unless `allow` (`--allow-default-keys`). Blocked or replaced default subjects (the `user`
@@ -379,10 +383,10 @@ pub async fn check_default_keys(
     if allow || listen.ip().is_loopback() {
         return Ok(());
     }
-    for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
-        let (uuid, secret) = key.split_once(':').expect("well-formed key");
+    for (subject, key) in DEFAULT_SUBJECTS {
+        let key = AuthKey::parse(key).expect("well-formed key");
         let open = store
-            .identity(uuid, secret)
+            .identity(&key.uuid, &key.key)
             .await
             .map_err(std::io::Error::other)?
             .is_some();
@@ -404,7 +408,7 @@ pub async fn check_default_keys(
 /// Creates the `guest` and `whisk.system` subjects with OpenWhisk standalone's keys unless
 /// they exist (keys changed by an operator are kept).
 pub async fn seed_keys(store: &dyn Store) -> Result<(), StoreError> {
-    for (subject, key) in [("guest", GUEST_KEY), ("whisk.system", SYSTEM_KEY)] {
+    for (subject, key) in DEFAULT_SUBJECTS {
         let key = AuthKey::parse(key).expect("well-formed key");
         let body = serde_json::to_value(SubjectDoc::single(subject, &key)).expect("serialises");
         match store.put(Collection::Subjects, subject, body, None).await {

@@ -255,8 +255,7 @@ impl Standalone {
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // The load balancer keeps taking acknowledgements while the invoker drains.
-        let invoker = self.invoker.shutdown_within(left);
-        invoker.await;
+        self.invoker.shutdown_within(left).await;
         for t in self.tasks {
             t.abort();
             // Once the task is gone, so are its handles on the store.
