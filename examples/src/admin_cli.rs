@@ -5,7 +5,9 @@
 //! `--data-dir`, `--port` as for the platform; the embedded store cannot be changed while the
 //! platform runs on it), `whisk-controller user ...` on CouchDB (`--couchdb-*`). Results go
 //! to stdout, errors to stderr with exit code 1. Keys are printed only where a command's
-//! purpose is to show them (`create`, `get`, `list --key`), never logged.
+//! purpose is to show them (`create`, `get`, `list --key`), never logged. The embedded store
+//! keeps only a salted hash of each key, so there a key is printed once, by `create`; `get`
+//! then fails and `get --all` / `list --key` print `<uuid>:<hashed>`.
 
 use crate::standalone::StoreBackend;
 use std::fmt;
@@ -68,14 +70,15 @@ pub enum UserCommand {
         #[arg(long, short = 'u', value_name = "UUID:KEY")]
         auth: Option<KeyArg>,
     },
-    /// Print the `uuid:key` of a subject's namespace.
+    /// Print the `uuid:key` of a subject's namespace (not on a store that keeps keys hashed).
     Get {
         /// The subject.
         subject: String,
         /// The namespace (default: the subject's name).
         #[arg(long, short = 'n', conflicts_with = "all")]
         namespace: Option<String>,
-        /// Print every namespace and its key, `NAMESPACE<TAB>uuid:key` per line.
+        /// Print every namespace and its key, `NAMESPACE<TAB>uuid:key` per line
+        /// (`uuid:<hashed>` where the store keeps only the key's hash).
         #[arg(long, short = 'a')]
         all: bool,
     },
@@ -89,7 +92,8 @@ pub enum UserCommand {
     List {
         /// The namespace.
         namespace: String,
-        /// Print only the keys, `uuid:key` per line, instead of the subjects.
+        /// Print only the keys, `uuid:key` per line, instead of the subjects
+        /// (`uuid:<hashed>` where the store keeps only the key's hash).
         #[arg(long, short = 'k')]
         key: bool,
     },
@@ -222,7 +226,7 @@ async fn run_user(store: &dyn Store, cmd: &UserCommand) -> Outcome {
                 lines: u
                     .namespaces
                     .iter()
-                    .map(|n| format!("{}\t{}", n.namespace, n.key.compact()))
+                    .map(|n| format!("{}\t{}", n.namespace, n.shown()))
                     .collect(),
                 errors: Vec::new(),
             })
@@ -251,7 +255,7 @@ async fn run_user(store: &dyn Store, cmd: &UserCommand) -> Outcome {
                     .iter()
                     .map(|m| {
                         if *key {
-                            m.key.compact()
+                            m.shown()
                         } else {
                             m.subject.clone()
                         }

@@ -29,7 +29,20 @@ fn uuid_like(s: &str) -> bool {
     parts == [8, 4, 4, 4, 12] && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
-async fn users_and_keys(store: &dyn Store) {
+/// Whether a store keeps key secrets in clear (memory, CouchDB) or only their hashes
+/// (embedded): what `get`, `list` and friends can show.
+#[derive(Clone, Copy, PartialEq)]
+enum Keys {
+    Clear,
+    Hashed,
+}
+
+/// What a store shows of `key`: the key itself where it keeps it, else nothing.
+fn shown(keys: Keys, key: &AuthKey) -> Option<AuthKey> {
+    (keys == Keys::Clear).then(|| key.clone())
+}
+
+async fn users_and_keys(store: &dyn Store, keys: Keys) {
     let alice = subject();
     let key = admin::create_user(store, &alice, None, None).await.unwrap();
     assert_key_shape(&key);
@@ -75,13 +88,26 @@ async fn users_and_keys(store: &dyn Store) {
         .unwrap();
     assert_ne!(bob_key, given);
 
-    // get / get --all.
-    assert_eq!(admin::get_key(store, &alice, None).await.unwrap(), key);
-    assert_eq!(
-        admin::get_key(store, &alice, Some(&shared)).await.unwrap(),
-        given
-    );
+    // get / get --all: the key where the store keeps it; a store keeping hashes says so.
+    for (ns, k) in [(None, &key), (Some(shared.as_str()), &given)] {
+        let got = admin::get_key(store, &alice, ns).await;
+        match keys {
+            Keys::Clear => assert_eq!(got.unwrap(), *k),
+            Keys::Hashed => {
+                let e = got.unwrap_err();
+                assert!(matches!(e, AdminError::KeyHashed { .. }), "{e}");
+                assert!(e.to_string().contains("shown only when created"), "{e}");
+            }
+        }
+    }
     let user = admin::get_user(store, &alice).await.unwrap();
+    assert_eq!(user.namespaces[0].uuid, key.uuid);
+    assert_eq!(user.namespaces[0].key, shown(keys, &key));
+    let expected_shown = match keys {
+        Keys::Clear => key.compact(),
+        Keys::Hashed => format!("{}:<hashed>", key.uuid),
+    };
+    assert_eq!(user.namespaces[0].shown(), expected_shown);
     let names: Vec<_> = user
         .namespaces
         .iter()
@@ -110,11 +136,11 @@ async fn users_and_keys(store: &dyn Store) {
     let members = admin::list_namespace(store, &shared).await.unwrap();
     let got: Vec<_> = members
         .into_iter()
-        .map(|m| (m.subject, m.key.compact()))
+        .map(|m| (m.subject, m.uuid, m.key))
         .collect();
     let mut expected = vec![
-        (alice.clone(), given.compact()),
-        (bob.clone(), bob_key.compact()),
+        (alice.clone(), given.uuid.clone(), shown(keys, &given)),
+        (bob.clone(), bob_key.uuid.clone(), shown(keys, &bob_key)),
     ];
     expected.sort();
     assert_eq!(got, expected);
@@ -270,15 +296,15 @@ async fn limits(store: &dyn Store) {
         .is_err());
 }
 
-async fn all(store: Arc<dyn Store>) {
-    users_and_keys(store.as_ref()).await;
+async fn all(store: Arc<dyn Store>, keys: Keys) {
+    users_and_keys(store.as_ref(), keys).await;
     empty_namespace_listing(store.as_ref()).await;
     limits(store.as_ref()).await;
 }
 
 #[tokio::test]
 async fn admin_on_memory_store() {
-    all(Arc::new(MemoryStore::new())).await;
+    all(Arc::new(MemoryStore::new()), Keys::Clear).await;
 }
 
 #[tokio::test]
@@ -289,13 +315,13 @@ async fn admin_on_couchdb() {
     let store = whisk_store::CouchStore::connect(common::couch_config(&url))
         .await
         .unwrap();
-    all(Arc::new(store)).await;
+    all(Arc::new(store), Keys::Clear).await;
 }
 
 #[tokio::test]
 async fn admin_on_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    all(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+    all(Arc::new(EmbeddedStore::open(dir.path()).unwrap()), Keys::Hashed).await;
     // Changes are durable: a reopened store sees them.
     let alice = subject();
     let key = {
@@ -309,6 +335,20 @@ async fn admin_on_embedded_store() {
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert!(admin::get_user(&store, &alice).await.unwrap().blocked);
     assert!(store.identity(&key.uuid, &key.key).await.unwrap().is_none());
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Runs `whisk-standalone ARGS`; returns exit success, stdout and stderr.
@@ -385,7 +425,8 @@ async fn standalone_user_commands_end_to_end() {
         err.contains("namespace 'alice' already exists for subject 'alice'"),
         "{err}"
     );
-    // Flags after the subcommand work too.
+    // Flags after the subcommand work too. The embedded store keeps only the key's hash:
+    // `get` says so, `get --all` and `list --key` show its UUID.
     let (ok, out, err) = standalone(&[
         "user",
         "get",
@@ -395,8 +436,26 @@ async fn standalone_user_commands_end_to_end() {
         "--data-dir",
         data,
     ]);
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), key);
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("stored hashed and cannot be shown; it is shown only when created"),
+        "{err}"
+    );
+    let uuid = key.split_once(':').unwrap().0;
+    let (ok, out, _) = run(with(&["user", "get", "alice", "--all"]));
+    assert!(ok);
+    assert_eq!(out, format!("alice\t{uuid}:<hashed>\n"));
+    // The secret is nowhere in the store's files; its UUID is (the files are searchable).
+    let files = files_under(dir.path());
+    let contains = |needle: &[u8]| {
+        files.iter().any(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+    };
+    assert!(contains(uuid.as_bytes()), "{files:?}");
+    assert!(!contains(&key.as_bytes()[37..]));
     let (ok, out, _) = run(with(&["user", "whois", &key]));
     assert!(ok);
     assert_eq!(out, "subject: alice\nnamespace: alice\n");
@@ -405,7 +464,7 @@ async fn standalone_user_commands_end_to_end() {
     assert_eq!(out, "alice\n");
     let (ok, out, _) = run(with(&["user", "list", "alice", "--key"]));
     assert!(ok);
-    assert_eq!(out.trim(), key);
+    assert_eq!(out, format!("{uuid}:<hashed>\n"));
     let (ok, out, _) = run(with(&[
         "limits",
         "set",

@@ -135,3 +135,180 @@ async fn request_ids_cors_options_and_unknown_routes() {
         .unwrap()
         .starts_with("HTTP method not allowed"));
 }
+
+/// The routes OpenWhisk serves without credentials, and where its source says so
+/// (apache/openwhisk, `core/controller/.../controller/` unless noted):
+/// - `GET /`: `Controller.scala` `routes` (`pathEndOrSingleSlash & get`, before `apiV1.routes`);
+/// - `GET /ping`, `GET /metrics`: `common/.../http/BasicRasService.scala`
+///   (`ping ~ MetricsRoute()`);
+/// - `GET /invokers`, `/invokers/healthy/count`, `/invokers/ready`: `Controller.scala`
+///   `internalInvokerHealth`, in `adminRoutes`, which extracts no credentials;
+/// - `GET /api/v1`, `GET /api/v1/api-docs`: `RestAPIs.scala` `routes` (`info` and
+///   `swaggerRoutes`, outside `authenticate`);
+/// - `/api/v1/web/...`: `RestAPIs.scala` (`authenticate { web.routes(user) } ~ web.routes()`):
+///   credentials are optional and the action's `require-whisk-auth` decides
+///   (`WebActions.scala` `confirmAuthenticated`).
+///
+/// whisk adds `/console[/...]`: static files of the web console, which hold no data (the page
+/// asks the API with the key the user types).
+const PUBLIC: &[&str] = &[
+    "/",
+    "/ping",
+    "/metrics",
+    "/invokers",
+    "/invokers/healthy/count",
+    "/invokers/ready",
+    "/api/v1",
+    "/api/v1/api-docs",
+    "/console",
+    "/console/",
+    "/console/{}",
+    "/api/v1/web/{}/{}/{}",
+    "/api/v1/web/{}/{}/{}/{}",
+];
+
+/// Routes the API serves that its OpenAPI description leaves out, with their methods.
+const UNDESCRIBED: &[(&str, &[&str])] = &[
+    ("/api/v1/namespaces/{}/actions/{}/", &["GET"]),
+    ("/api/v1/feeds/{}/{}", &["POST"]),
+    ("/invokers", &["GET"]),
+    ("/invokers/healthy/count", &["GET"]),
+    ("/invokers/ready", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/console", &["GET"]),
+    ("/console/", &["GET"]),
+    ("/console/{}", &["GET"]),
+];
+
+/// `path` with every `{param}` (and axum's `{*rest}`) as `{}`.
+fn shape(path: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                if depth == 0 {
+                    out.push_str("{}");
+                }
+                depth += 1;
+            }
+            '}' => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The paths `whisk-core/src/api/mod.rs` registers with `.route(...)`, as shapes: read from
+/// the source, so a route added there without a place in this test fails it.
+fn router_paths() -> Vec<String> {
+    let src = include_str!("../../whisk-core/src/api/mod.rs");
+    let ns_prefix = "/api/v1/namespaces/{ns}";
+    let mut paths = Vec::new();
+    for (i, _) in src.match_indices(".route(") {
+        let rest = &src[i + ".route(".len()..];
+        let start = rest.find('"').expect("a route path literal");
+        let lit = &rest[start + 1..];
+        let end = lit.find('"').unwrap();
+        let path = lit[..end]
+            .replace("{ns}", ns_prefix)
+            .replace("{{", "{")
+            .replace("}}", "}");
+        paths.push(shape(&path));
+    }
+    assert!(paths.len() > 20, "found only {paths:?}");
+    paths
+}
+
+/// A concrete request path for shape `s` (each `{}` becomes a name).
+fn concrete(s: &str) -> String {
+    s.replace("{}", "x1")
+}
+
+#[tokio::test]
+async fn every_route_but_openwhisks_public_ones_requires_credentials() {
+    let p = Platform::start().await;
+    let docs = p.send(Method::GET, "/api/v1/api-docs", None, None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for (path, ops) in docs.body["paths"].as_object().expect("paths") {
+        for (method, op) in ops.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let public = PUBLIC.contains(&shape(path).as_str());
+            // The description agrees: public operations need no security scheme (web actions
+            // accept both none and basic).
+            let security = op.get("security").unwrap_or(&docs.body["security"]);
+            let anonymous_ok = security
+                .as_array()
+                .is_some_and(|s| s.is_empty() || s.iter().any(|r| r == &json!({})));
+            assert_eq!(anonymous_ok, public, "{method} {path}: security {security}");
+            routes.push((method.to_uppercase(), shape(path)));
+        }
+    }
+    for (path, methods) in UNDESCRIBED {
+        for m in *methods {
+            routes.push((m.to_string(), path.to_string()));
+        }
+    }
+    // Every route the router registers is covered here.
+    for path in router_paths() {
+        assert!(
+            routes.iter().any(|(_, p)| *p == path),
+            "route {path} is neither in the OpenAPI description nor in UNDESCRIBED"
+        );
+    }
+
+    let wrong = GUEST_KEY.replace("123zO3", "999zO3");
+    let unknown_uuid = GUEST_KEY.replace("23bc46b1", "00000000");
+    let mut checked = 0;
+    for (method, shape) in &routes {
+        let path = concrete(shape);
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = matches!(method.as_str(), "PUT" | "POST").then_some("{}");
+        if PUBLIC.contains(&shape.as_str()) {
+            let r = p.send(m.clone(), &path, body, None).await;
+            assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} is public");
+            continue;
+        }
+        let r = p.send(m.clone(), &path, body, None).await;
+        assert_unauthorized(
+            &r,
+            "The resource requires authentication, which was not supplied with the request",
+            &format!("{method} {path} without credentials"),
+        );
+        for key in [wrong.as_str(), unknown_uuid.as_str(), "no-colon"] {
+            let r = p.send(m.clone(), &path, body, Some(key)).await;
+            assert_unauthorized(
+                &r,
+                "The supplied authentication is invalid",
+                &format!("{method} {path} with a wrong key"),
+            );
+        }
+        // Another namespace in the path changes nothing.
+        let foreign = path.replacen("/namespaces/x1", "/namespaces/guest", 1);
+        let r = p.send(m, &foreign, body, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {foreign}");
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} protected routes checked");
+}
+
+/// OpenWhisk's 401: exactly `{"error", "code"}` with the transaction id, and the challenge.
+fn assert_unauthorized(r: &common::Resp, message: &str, what: &str) {
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.text);
+    let tid = r.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        r.body,
+        json!({"error": message, "code": tid}),
+        "{what}: {}",
+        r.text
+    );
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Basic realm=\"OpenWhisk secure realm\"",
+        "{what}"
+    );
+}

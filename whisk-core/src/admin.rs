@@ -7,7 +7,10 @@
 //! keys no longer authenticate.
 //!
 //! Keys are secrets: nothing here logs them, no error message contains them, and the `Debug`
-//! output of this module's types shows a key's UUID but not its secret.
+//! output of this module's types shows a key's UUID but not its secret. A store that keeps
+//! only a salted hash of each secret (the embedded store) cannot give a key back: it is
+//! shown once, by [`create_user`], and reads answer its UUID alone ([`UserKey::key`] is
+//! `None`, [`get_key`] fails with [`AdminError::KeyHashed`]).
 //!
 //! ```no_run
 //! # async fn demo(store: &dyn whisk_core::store::Store) -> Result<(), whisk_core::admin::AdminError> {
@@ -85,6 +88,18 @@ pub enum AdminError {
     /// Another subject already uses the `uuid:key` given.
     #[error("the authorization key given is already in use")]
     KeyInUse,
+    /// The store keeps only a hash of the key's secret, so the key cannot be shown (it is
+    /// shown once, when created).
+    #[error(
+        "the key of namespace '{namespace}' of subject '{subject}' is stored hashed and cannot \
+         be shown; it is shown only when created"
+    )]
+    KeyHashed {
+        /// The subject.
+        subject: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// No subject has the `uuid:key` given.
     #[error("no subject has the authorization key given")]
     UnknownKey,
@@ -99,9 +114,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-/// Formats `key` for `Debug` with its secret redacted.
-fn redacted(key: &AuthKey) -> String {
-    format!("{}:<redacted>", key.uuid)
+/// Formats a key of UUID `uuid` for `Debug` with its secret redacted.
+fn redacted(uuid: &str) -> String {
+    format!("{uuid}:<redacted>")
 }
 
 /// One namespace of a subject and its key.
@@ -109,16 +124,35 @@ fn redacted(key: &AuthKey) -> String {
 pub struct UserKey {
     /// The namespace name.
     pub namespace: String,
-    /// The `uuid:key` credential of the namespace (a secret).
-    pub key: AuthKey,
+    /// The key's UUID.
+    pub uuid: String,
+    /// The `uuid:key` credential of the namespace (a secret), when the store keeps the secret
+    /// in clear; `None` when it keeps only its hash.
+    pub key: Option<AuthKey>,
 }
 
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserKey")
             .field("namespace", &self.namespace)
-            .field("key", &redacted(&self.key))
+            .field("key", &redacted(&self.uuid))
             .finish()
+    }
+}
+
+impl UserKey {
+    /// The `uuid:key` to print: the credential, or `<uuid>:<hashed>` when only its hash is
+    /// kept.
+    pub fn shown(&self) -> String {
+        shown(&self.uuid, self.key.as_ref())
+    }
+}
+
+/// `key` as `uuid:key`, or `<uuid>:<hashed>` when the store keeps only its hash.
+fn shown(uuid: &str, key: Option<&AuthKey>) -> String {
+    match key {
+        Some(k) => k.compact(),
+        None => format!("{uuid}:<hashed>"),
     }
 }
 
@@ -134,12 +168,9 @@ pub struct User {
 }
 
 impl User {
-    /// The key of namespace `namespace`, if the subject has one.
-    pub fn key_for(&self, namespace: &str) -> Option<&AuthKey> {
-        self.namespaces
-            .iter()
-            .find(|n| n.namespace == namespace)
-            .map(|n| &n.key)
+    /// The key entry of namespace `namespace`, if the subject has one.
+    pub fn key_for(&self, namespace: &str) -> Option<&UserKey> {
+        self.namespaces.iter().find(|n| n.namespace == namespace)
     }
 }
 
@@ -151,11 +182,9 @@ impl From<SubjectDoc> for User {
                 .namespaces
                 .into_iter()
                 .map(|n| UserKey {
+                    key: n.clear_key(),
                     namespace: n.name,
-                    key: AuthKey {
-                        uuid: n.uuid,
-                        key: n.key,
-                    },
+                    uuid: n.uuid,
                 })
                 .collect(),
             blocked: doc.blocked,
@@ -179,16 +208,27 @@ pub struct Whois {
 pub struct NamespaceMember {
     /// The subject.
     pub subject: String,
-    /// Its key for the namespace (a secret).
-    pub key: AuthKey,
+    /// Its key's UUID.
+    pub uuid: String,
+    /// Its key for the namespace (a secret), when the store keeps the secret in clear;
+    /// `None` when it keeps only its hash.
+    pub key: Option<AuthKey>,
 }
 
 impl fmt::Debug for NamespaceMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NamespaceMember")
             .field("subject", &self.subject)
-            .field("key", &redacted(&self.key))
+            .field("key", &redacted(&self.uuid))
             .finish()
+    }
+}
+
+impl NamespaceMember {
+    /// The `uuid:key` to print: the credential, or `<uuid>:<hashed>` when only its hash is
+    /// kept.
+    pub fn shown(&self) -> String {
+        shown(&self.uuid, self.key.as_ref())
     }
 }
 
@@ -424,11 +464,7 @@ pub async fn create_user(
         }
         None => AuthKey::generate(),
     };
-    let entry = SubjectNamespace {
-        name: namespace.to_string(),
-        uuid: key.uuid.clone(),
-        key: key.key.clone(),
-    };
+    let entry = SubjectNamespace::new(namespace, &key);
     for _ in 0..ATTEMPTS {
         match store.get(Collection::Subjects, subject).await {
             Err(StoreError::NotFound) => {
@@ -478,20 +514,24 @@ pub async fn get_user(store: &dyn Store, subject: &str) -> Result<User, AdminErr
 }
 
 /// The key of `subject` for `namespace` (default: the subject's name) (`wskadmin user get`).
+/// Fails with [`AdminError::KeyHashed`] when the store keeps only the key's hash.
 pub async fn get_key(
     store: &dyn Store,
     subject: &str,
     namespace: Option<&str>,
 ) -> Result<AuthKey, AdminError> {
     let namespace = namespace.unwrap_or(subject);
-    get_user(store, subject)
-        .await?
+    let user = get_user(store, subject).await?;
+    let entry = user
         .key_for(namespace)
-        .cloned()
         .ok_or_else(|| AdminError::NamespaceMissing {
             subject: subject.to_string(),
             namespace: namespace.to_string(),
-        })
+        })?;
+    entry.key.clone().ok_or_else(|| AdminError::KeyHashed {
+        subject: subject.to_string(),
+        namespace: namespace.to_string(),
+    })
 }
 
 /// The subject and namespace a `uuid:key` belongs to (`wskadmin user whois`). Blocked
@@ -511,7 +551,7 @@ pub async fn whois(store: &dyn Store, key: &AuthKey) -> Result<Whois, AdminError
         .find_map(|s| {
             s.namespaces
                 .iter()
-                .find(|n| n.uuid == key.uuid && n.key == key.key)
+                .find(|n| n.accepts(&key.uuid, &key.key))
                 .map(|n| Whois {
                     subject: s.subject.clone(),
                     namespace: n.name.clone(),
@@ -542,10 +582,8 @@ pub async fn list_namespace(
                     .filter(|n| n.name == namespace)
                     .map(|n| NamespaceMember {
                         subject: s.subject.clone(),
-                        key: AuthKey {
-                            uuid: n.uuid,
-                            key: n.key,
-                        },
+                        key: n.clear_key(),
+                        uuid: n.uuid,
                     })
                     .collect::<Vec<_>>()
             })
@@ -554,11 +592,10 @@ pub async fn list_namespace(
             .namespace_identity(namespace)
             .await?
             .into_iter()
-            .filter_map(|i| {
-                Some(NamespaceMember {
-                    key: AuthKey::parse(i.api_key())?,
-                    subject: i.subject,
-                })
+            .map(|i| NamespaceMember {
+                key: AuthKey::parse(i.api_key()),
+                uuid: i.namespace.uuid,
+                subject: i.subject,
             })
             .collect(),
     };
@@ -752,13 +789,15 @@ mod tests {
             subject: "alice".into(),
             namespaces: vec![UserKey {
                 namespace: "alice".into(),
-                key: key.clone(),
+                uuid: key.uuid.clone(),
+                key: Some(key.clone()),
             }],
             blocked: false,
         };
         let member = NamespaceMember {
             subject: "alice".into(),
-            key: key.clone(),
+            uuid: key.uuid.clone(),
+            key: Some(key.clone()),
         };
         for text in [format!("{user:?}"), format!("{member:?}")] {
             assert!(!text.contains(&key.key), "{text}");

@@ -90,6 +90,14 @@ impl Target {
     }
 }
 
+/// A sequence's refusal: 403 for a component the caller may not use, else 400.
+fn sequence_error(e: crate::controller::SequenceError) -> ApiError {
+    match e {
+        crate::controller::SequenceError::Forbidden(resource) => ApiError::forbidden(&resource),
+        e => ApiError::bad_request(e.to_string()),
+    }
+}
+
 /// Resolves the action at `target` for `user` (through packages and bindings).
 async fn resolve(
     s: &ApiState,
@@ -193,7 +201,7 @@ async fn put_impl(
                 .controller
                 .validate_sequence(&user, &id, &components)
                 .await
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                .map_err(sequence_error)?;
             exec.components = Some(resolved.clone());
             put.parameters =
                 Some(crate::entity::Parameters::new().with("_actions", json!(resolved)));
@@ -356,6 +364,12 @@ async fn invoke_impl(
         ));
     }
     let resolved = resolve(&s, &user, &target).await?;
+    if let Some(components) = resolved.action.exec.components() {
+        s.controller
+            .entitle_components(&user, components)
+            .await
+            .map_err(sequence_error)?;
+    }
     if let Exec::Code { kind, .. } = &resolved.action.exec {
         if s.controller
             .config()

@@ -103,8 +103,25 @@ pub(crate) async fn list_actions(
     Ok(Json(Value::Array(items)).into_response())
 }
 
-/// Checks the package a binding points at.
+/// Checks the package a binding points at. In another namespace it must be a published
+/// package; anything else there (private, a binding, missing, not a package) is refused
+/// alike, as OpenWhisk's entitlement check refuses it, so nothing about that namespace leaks.
 async fn check_binding(s: &ApiState, user: &Identity, b: &Binding) -> Result<(), ApiError> {
+    if b.namespace != user.namespace.name {
+        return match s
+            .controller
+            .read_entity::<WhiskPackage>(&b.doc_id(), ENTITY_TYPE)
+            .await
+        {
+            Ok((t, _)) if t.publish && t.binding.is_none() => Ok(()),
+            Ok(_)
+            | Err(
+                crate::controller::ResolveError::NotFound
+                | crate::controller::ResolveError::WrongCollection,
+            ) => Err(ApiError::forbidden(&b.doc_id())),
+            Err(e) => Err(resolve_error(e)),
+        };
+    }
     let target = match s
         .controller
         .read_entity::<WhiskPackage>(&b.doc_id(), ENTITY_TYPE)
@@ -128,9 +145,6 @@ async fn check_binding(s: &ApiState, user: &Identity, b: &Binding) -> Result<(),
         return Err(ApiError::bad_request(
             "Cannot bind to another package binding.",
         ));
-    }
-    if b.namespace != user.namespace.name && !target.publish {
-        return Err(ApiError::forbidden(&b.doc_id()));
     }
     Ok(())
 }

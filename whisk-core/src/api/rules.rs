@@ -112,6 +112,23 @@ pub(crate) async fn put(
             ))
         }
     };
+    // OpenWhisk's entitlement check of the rule's references: triggers are never shared, an
+    // action of another namespace only through a published package.
+    let mut refused = Vec::new();
+    if trigger.path.split('/').next() != Some(own.as_str()) {
+        refused.push(trigger.doc_id());
+    }
+    if let Err(crate::controller::ResolveError::Forbidden(resource)) = s
+        .controller
+        .resolve_action(&user, &action.path, &action.name)
+        .await
+    {
+        refused.push(resource);
+    }
+    if !refused.is_empty() {
+        refused.sort();
+        return Err(ApiError::forbidden(&refused.join(", ")));
+    }
     if read_optional::<WhiskTrigger>(&s, &trigger.doc_id(), TRIGGER_TYPE)
         .await
         .ok()

@@ -201,7 +201,7 @@ impl Controller {
             return steps.fail("Too many actions in the sequence.");
         }
         for component in components {
-            let Some(action) = self.resolve_component(&inv.user, &component, true).await else {
+            let Ok(action) = self.resolve_component(&inv.user, &component, true).await else {
                 return steps.fail("Sequence component does not exist.");
             };
             let memory = action.action.limits.memory;
@@ -257,7 +257,7 @@ impl Controller {
             }
             let component_result = match next.as_str() {
                 Some(name) => match self.resolve_component(&inv.user, name, false).await {
-                    Some(action) => {
+                    Ok(action) => {
                         let memory = action.action.limits.memory;
                         let args = match next_params {
                             Some(v @ Value::Object(_)) => v,
@@ -270,7 +270,10 @@ impl Controller {
                             None => steps.response.result.clone().unwrap_or_else(|| json!({})),
                         }
                     }
-                    None => {
+                    Err(Component::Forbidden(fqn)) => {
+                        json!({"error": format!("Failed entitlement check for action with name '{fqn}' during composition.")})
+                    }
+                    Err(Component::Missing) => {
                         json!({"error": format!("Failed to resolve action with name '{name}' during composition.")})
                     }
                 },
@@ -290,7 +293,7 @@ impl Controller {
         user: &crate::entity::Identity,
         name: &str,
         absolute: bool,
-    ) -> Option<ResolvedAction> {
+    ) -> Result<ResolvedAction, Component> {
         let own = &user.namespace.name;
         let segments = name.split('/').filter(|s| !s.is_empty()).count();
         let full = if absolute || name.starts_with('/') || segments == 3 {
@@ -298,9 +301,45 @@ impl Controller {
         } else {
             format!("/{own}/{name}")
         };
-        let fqn = FullyQualifiedEntityName::parse(&full, own).ok()?;
-        self.resolve_action(user, &fqn.path, &fqn.name).await.ok()
+        let fqn = FullyQualifiedEntityName::parse(&full, own).map_err(|_| Component::Missing)?;
+        match self.resolve_action(user, &fqn.path, &fqn.name).await {
+            Ok(action) => Ok(action),
+            // OpenWhisk names the component as `ns/[pkg/]name` (its `FullyQualifiedEntityName`).
+            Err(super::ResolveError::Forbidden(_)) => Err(Component::Forbidden(fqn.doc_id())),
+            Err(_) => Err(Component::Missing),
+        }
     }
+
+    /// Checks that `user` may use each of `components` (absolute names of a sequence's
+    /// actions), as OpenWhisk's entitlement check of a sequence's referenced actions does
+    /// when a sequence is created and when it is invoked: the first one in another namespace
+    /// that `user` may not use is `Forbidden`, naming the resource refused. Components that
+    /// do not resolve otherwise are left to the caller.
+    pub async fn entitle_components(
+        &self,
+        user: &crate::entity::Identity,
+        components: &[String],
+    ) -> Result<(), SequenceError> {
+        for c in components {
+            let Ok(fqn) = FullyQualifiedEntityName::parse(c, &user.namespace.name) else {
+                continue;
+            };
+            if let Err(super::ResolveError::Forbidden(resource)) =
+                self.resolve_action(user, &fqn.path, &fqn.name).await
+            {
+                return Err(SequenceError::Forbidden(resource));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a composition's component did not resolve.
+enum Component {
+    /// It does not exist (or its name is malformed).
+    Missing,
+    /// The caller may not use it (`ns/[pkg/]name`).
+    Forbidden(String),
 }
 
 /// The next conductor input: the component's result with the conductor's `state` (fields of an
@@ -353,6 +392,9 @@ pub enum SequenceError {
     /// A component is missing, unreadable or not visible.
     #[error("Sequence component does not exist.")]
     Missing,
+    /// The caller may not use a component in another namespace (`resource` is `ns/...`).
+    #[error("The supplied authentication is not authorized to access '{0}'.")]
+    Forbidden(String),
 }
 
 impl Controller {
@@ -373,6 +415,7 @@ impl Controller {
                 .map_err(|_| SequenceError::Missing)?;
             resolved.push(fqn.absolute());
         }
+        self.entitle_components(user, &resolved).await?;
         let mut atomic = 0;
         let mut stack: Vec<String> = resolved.clone();
         while let Some(name) = stack.pop() {

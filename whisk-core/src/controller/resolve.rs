@@ -94,7 +94,15 @@ impl Controller {
     ) -> Result<ResolvedPackage, ResolveError> {
         let own = ns == user.namespace.name;
         let id = format!("{ns}/{name}");
-        let (entity, _): (WhiskPackage, _) = self.read_entity(&id, PACKAGE).await?;
+        let (entity, _): (WhiskPackage, _) = match self.read_entity(&id, PACKAGE).await {
+            Ok(found) => found,
+            // Another namespace's missing package (or other entity) is refused like a private
+            // one, so nothing about that namespace's contents leaks.
+            Err(ResolveError::NotFound | ResolveError::WrongCollection) if !own => {
+                return Err(ResolveError::Forbidden(id))
+            }
+            Err(e) => return Err(e),
+        };
         if !own && (!entity.publish || entity.binding.is_some()) {
             return Err(ResolveError::Forbidden(id));
         }

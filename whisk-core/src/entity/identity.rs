@@ -1,6 +1,7 @@
 //! Identities: subjects, namespaces and their `uuid:key` credentials.
 
 use serde::{Deserialize, Serialize};
+use super::secret::{secrets_equal, KeyHash};
 use serde_json::{json, Value};
 
 /// OpenWhisk standalone's `guest` key (namespace `guest`).
@@ -69,14 +70,16 @@ pub struct Namespace {
     pub uuid: String,
 }
 
-/// The authenticated caller, as carried in activation messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The authenticated caller, as carried in activation messages. Its `Debug` output leaves the
+/// key's secret out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// The subject (user) name.
     pub subject: String,
     /// The namespace the key belongs to.
     pub namespace: Namespace,
-    /// `{"api_key": "uuid:key"}`.
+    /// `{"api_key": "uuid:key"}`; `{}` when the key is not known (an identity found by
+    /// namespace in a store that keeps only hashes of keys).
     pub authkey: Value,
     /// Granted rights.
     pub rights: Vec<String>,
@@ -85,24 +88,45 @@ pub struct Identity {
     pub limits: Value,
 }
 
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.subject)
+            .field("namespace", &self.namespace)
+            .field("authkey", &REDACTED)
+            .field("rights", &self.rights)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// All rights, as OpenWhisk grants a namespace's own key.
+const ALL_RIGHTS: [&str; 4] = ["READ", "PUT", "DELETE", "ACTIVATE"];
+
 impl Identity {
     /// The identity of `namespace` owned by `subject` with `key`, with all rights.
     pub fn new(subject: &str, namespace: &str, key: &AuthKey) -> Self {
+        let mut id = Self::without_key(subject, namespace, &key.uuid);
+        id.authkey = json!({ "api_key": key.compact() });
+        id
+    }
+
+    /// The identity of `namespace` (key UUID `uuid`) owned by `subject`, with all rights,
+    /// when the key's secret is not known: its [`api_key`](Self::api_key) is empty.
+    pub fn without_key(subject: &str, namespace: &str, uuid: &str) -> Self {
         Self {
             subject: subject.to_string(),
             namespace: Namespace {
                 name: namespace.to_string(),
-                uuid: key.uuid.clone(),
+                uuid: uuid.to_string(),
             },
-            authkey: json!({ "api_key": key.compact() }),
-            rights: ["READ", "PUT", "DELETE", "ACTIVATE"]
-                .map(String::from)
-                .to_vec(),
+            authkey: json!({}),
+            rights: ALL_RIGHTS.map(String::from).to_vec(),
             limits: json!({}),
         }
     }
 
-    /// The `uuid:key` credential.
+    /// The `uuid:key` credential; empty when the key is not known.
     pub fn api_key(&self) -> &str {
         self.authkey
             .get("api_key")
@@ -123,15 +147,26 @@ pub struct SubjectDoc {
     pub blocked: bool,
 }
 
-/// One namespace entry of a [`SubjectDoc`].
+/// One namespace entry of a [`SubjectDoc`]: the key's secret in clear (`key`, OpenWhisk's
+/// layout, which the memory and CouchDB stores keep), or only its salted hash (`keyHash`,
+/// what the embedded store keeps; see [`secret`](super::secret)).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectNamespace {
     /// Namespace name.
     pub name: String,
     /// Key UUID.
     pub uuid: String,
-    /// Key secret.
+    /// Key secret; empty when only its hash is kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// The salted hash of the key secret (`sha256:<salt>:<digest>`), when the secret itself
+    /// is not kept.
+    #[serde(
+        rename = "keyHash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub key_hash: Option<String>,
 }
 
 impl std::fmt::Debug for SubjectNamespace {
@@ -140,7 +175,52 @@ impl std::fmt::Debug for SubjectNamespace {
             .field("name", &self.name)
             .field("uuid", &self.uuid)
             .field("key", &REDACTED)
+            .field("hashed", &self.key_hash.is_some())
             .finish()
+    }
+}
+
+impl SubjectNamespace {
+    /// The entry of namespace `name` with `key` in clear.
+    pub fn new(name: &str, key: &AuthKey) -> Self {
+        Self {
+            name: name.to_string(),
+            uuid: key.uuid.clone(),
+            key: key.key.clone(),
+            key_hash: None,
+        }
+    }
+
+    /// Whether `uuid:key` is this entry's credential. This is where every store but
+    /// CouchDB (whose identities view matches keys itself) compares a presented key: against
+    /// the hash when one is kept, else against the clear secret, in constant time either way.
+    pub fn accepts(&self, uuid: &str, key: &str) -> bool {
+        if self.uuid != uuid {
+            return false;
+        }
+        match &self.key_hash {
+            Some(stored) => KeyHash::parse(stored).is_some_and(|h| h.verify(key)),
+            None => !self.key.is_empty() && secrets_equal(self.key.as_bytes(), key.as_bytes()),
+        }
+    }
+
+    /// This entry with its secret replaced by a fresh salted hash (unchanged when it is
+    /// hashed already). Returns whether it changed.
+    pub fn hash_key(&mut self) -> bool {
+        if self.key.is_empty() {
+            return false;
+        }
+        self.key_hash = Some(KeyHash::new(&self.key).to_string());
+        self.key.clear();
+        true
+    }
+
+    /// The key, when its secret is kept in clear.
+    pub fn clear_key(&self) -> Option<AuthKey> {
+        (!self.key.is_empty()).then(|| AuthKey {
+            uuid: self.uuid.clone(),
+            key: self.key.clone(),
+        })
     }
 }
 
@@ -149,38 +229,38 @@ impl SubjectDoc {
     pub fn single(subject: &str, key: &AuthKey) -> Self {
         Self {
             subject: subject.to_string(),
-            namespaces: vec![SubjectNamespace {
-                name: subject.to_string(),
-                uuid: key.uuid.clone(),
-                key: key.key.clone(),
-            }],
+            namespaces: vec![SubjectNamespace::new(subject, key)],
             blocked: false,
         }
     }
 
-    /// The identity this subject grants for `uuid:key`, if any.
+    /// The identity this subject grants for `uuid:key`, if any (see
+    /// [`SubjectNamespace::accepts`]).
     pub fn identity_for(&self, uuid: &str, key: &str) -> Option<Identity> {
-        self.find(|n| n.uuid == uuid && n.key == key)
-    }
-
-    /// The identity of namespace `namespace`, if this subject owns it.
-    pub fn namespace_identity(&self, namespace: &str) -> Option<Identity> {
-        self.find(|n| n.name == namespace)
-    }
-
-    fn find(&self, pred: impl Fn(&SubjectNamespace) -> bool) -> Option<Identity> {
         if self.blocked {
             return None;
         }
-        self.namespaces.iter().find(|n| pred(n)).map(|n| {
-            Identity::new(
-                &self.subject,
-                &n.name,
-                &AuthKey {
-                    uuid: n.uuid.clone(),
-                    key: n.key.clone(),
-                },
-            )
+        let n = self.namespaces.iter().find(|n| n.accepts(uuid, key))?;
+        Some(Identity::new(
+            &self.subject,
+            &n.name,
+            &AuthKey {
+                uuid: uuid.to_string(),
+                key: key.to_string(),
+            },
+        ))
+    }
+
+    /// The identity of namespace `namespace`, if this subject owns it; without its key when
+    /// only the key's hash is kept.
+    pub fn namespace_identity(&self, namespace: &str) -> Option<Identity> {
+        if self.blocked {
+            return None;
+        }
+        let n = self.namespaces.iter().find(|n| n.name == namespace)?;
+        Some(match n.clear_key() {
+            Some(key) => Identity::new(&self.subject, &n.name, &key),
+            None => Identity::without_key(&self.subject, &n.name, &n.uuid),
         })
     }
 }
@@ -198,6 +278,42 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn identity_debug_leaves_the_key_out() {
+        let key = AuthKey::parse(GUEST_KEY).unwrap();
+        let text = format!("{:?}", Identity::new("guest", "guest", &key));
+        assert!(!text.contains(&key.key), "{text}");
+        assert!(text.contains("guest"), "{text}");
+    }
+
+    #[test]
+    fn hashed_entries_authenticate_without_keeping_the_secret() {
+        let key = AuthKey::generate();
+        let mut doc = SubjectDoc::single("alice", &key);
+        assert!(doc.namespaces[0].hash_key());
+        assert!(!doc.namespaces[0].hash_key(), "hashed once");
+        let stored = serde_json::to_string(&doc).unwrap();
+        assert!(!stored.contains(&key.key), "{stored}");
+        assert!(stored.contains("\"keyHash\":\"sha256:"), "{stored}");
+        assert!(!stored.contains("\"key\":"), "{stored}");
+        let doc: SubjectDoc = serde_json::from_str(&stored).unwrap();
+        let id = doc.identity_for(&key.uuid, &key.key).unwrap();
+        assert_eq!(id.api_key(), key.compact(), "the presented key");
+        assert!(doc.identity_for(&key.uuid, &key.key[..63]).is_none());
+        assert!(doc.identity_for(&key.uuid, "").is_none());
+        assert!(doc.identity_for("other", &key.key).is_none());
+        // By namespace: the owner without a key.
+        let owner = doc.namespace_identity("alice").unwrap();
+        assert_eq!((owner.api_key(), owner.namespace.uuid.as_str()), ("", key.uuid.as_str()));
+        assert!(doc.namespaces[0].clear_key().is_none());
+        // A malformed hash admits no one; an empty clear key neither.
+        let mut broken = doc.clone();
+        broken.namespaces[0].key_hash = Some("sha256:nope".into());
+        assert!(broken.identity_for(&key.uuid, &key.key).is_none());
+        broken.namespaces[0].key_hash = None;
+        assert!(broken.identity_for(&key.uuid, "").is_none());
+    }
 
     #[test]
     fn guest_identity() {

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod name;
 pub mod package;
 pub mod parameters;
+pub mod secret;
 pub mod semver;
 pub mod trigger;
 

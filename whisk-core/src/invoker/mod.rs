@@ -497,10 +497,13 @@ impl Invoker {
         if let Value::Object(m) = &mut args {
             m.retain(|k, _| !init_env.contains_key(k));
         }
+        // An identity found by namespace in a store that keeps only hashes of keys has no
+        // key to give (a web action's owner, a feed's trigger owner).
         let api_key = action
             .annotations
             .is_truthy("provide-api-key", true)
-            .then(|| msg.user.api_key().to_string());
+            .then(|| msg.user.api_key().to_string())
+            .filter(|k| !k.is_empty());
         Job {
             namespace: msg.user.namespace.name.clone(),
             context: ActivationContext {

@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
 /// The per-activation values a runtime receives (`__OW_*` in `/init` env, fields of `/run`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` output leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ActivationContext {
     /// `uuid:key`, only when the action may see its key (`provide-api-key`).
     pub api_key: Option<String>,
@@ -24,6 +25,20 @@ pub struct ActivationContext {
     pub transaction_id: String,
     /// Epoch ms by which the call must end.
     pub deadline_ms: u64,
+}
+
+impl std::fmt::Debug for ActivationContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivationContext")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("action_name", &self.action_name)
+            .field("action_version", &self.action_version)
+            .field("activation_id", &self.activation_id)
+            .field("transaction_id", &self.transaction_id)
+            .field("deadline_ms", &self.deadline_ms)
+            .finish()
+    }
 }
 
 impl ActivationContext {
@@ -441,6 +456,23 @@ mod tests {
         assert!(r.result.unwrap()["error"].as_str().unwrap().starts_with(
             "The action produced a response that exceeded the allowed length: 108 > 64 bytes."
         ));
+    }
+
+    #[test]
+    fn context_debug_leaves_the_key_out() {
+        let key = crate::entity::identity::GUEST_KEY;
+        let ctx = ActivationContext {
+            api_key: Some(key.into()),
+            namespace: "guest".into(),
+            action_name: "/guest/a".into(),
+            action_version: "0.0.1".into(),
+            activation_id: "id".into(),
+            transaction_id: "t".into(),
+            deadline_ms: 99,
+        };
+        let text = format!("{ctx:?}");
+        assert!(!text.contains(&key[37..]), "{text}");
+        assert!(text.contains("<redacted>") && text.contains("/guest/a"), "{text}");
     }
 
     #[test]

@@ -65,9 +65,12 @@ impl Default for CacheConfig {
     }
 }
 
+/// What an identity is cached under. A key lookup is cached under the key's UUID and the
+/// SHA-256 of its secret, so the cache holds no secret in its keys and a lookup compares
+/// digests, never a presented secret with a stored one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum IdentityKey {
-    Key(String, String),
+    Key(String, [u8; 32]),
     Namespace(String),
 }
 
@@ -287,7 +290,10 @@ impl<S: Store> Store for CachingStore<S> {
     }
 
     async fn identity(&self, uuid: &str, key: &str) -> Result<Option<Identity>, StoreError> {
-        let k = IdentityKey::Key(uuid.to_string(), key.to_string());
+        let k = IdentityKey::Key(
+            uuid.to_string(),
+            crate::entity::secret::sha256(key.as_bytes()),
+        );
         let load = self.inner.identity(uuid, key);
         self.caches.fill(&self.caches.identities, k, load).await
     }

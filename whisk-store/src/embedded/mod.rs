@@ -25,8 +25,14 @@
 //! - **Reads** use read transactions (MVCC): they see the last commit and never block the
 //!   writer. Listings and counts range-scan the namespace's slice of the index, newest first,
 //!   stopping once `skip + limit` matches are found; they run on tokio's blocking pool.
+//! - **Keys** of subjects are kept as salted SHA-256 hashes (`keyHash` in place of `key`),
+//!   never in clear: every subject written is hashed on its way in, a store written in clear
+//!   by an earlier version is rewritten when it opens, and identity lookups hash the presented
+//!   key and compare in constant time. A key can therefore not be read back from this store;
+//!   see [`whisk_core::entity::secret`] for why one salted SHA-256 is enough.
 
 mod index;
+mod keys;
 mod record;
 mod writer;
 
@@ -130,13 +136,27 @@ impl EmbeddedStore {
                 )),
                 e => StoreError::Unavailable(format!("cannot open store {}: {e}", file.display())),
             })?;
-        // Create the tables once, so readers always find them.
+        // Create the tables once, so readers always find them; hash the keys of subjects an
+        // earlier version wrote in clear.
         let txn = db.begin_write().map_err(db_err)?;
+        let mut migrated = 0;
         for c in COLLECTIONS {
-            txn.open_table(docs_table(c)).map_err(db_err)?;
+            let mut docs = txn.open_table(docs_table(c)).map_err(db_err)?;
             txn.open_table(index_table(c)).map_err(db_err)?;
+            if c == Collection::Subjects {
+                migrated = keys::migrate(&mut docs)?;
+            }
         }
         txn.commit().map_err(db_err)?;
+        let mut db = db;
+        if migrated > 0 {
+            // The pages that held the clear keys are free now; compacting gives them back.
+            db.compact().map_err(db_err)?;
+            tracing::info!(
+                subjects = migrated,
+                "hashed the clear keys of stored subjects"
+            );
+        }
 
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
@@ -309,6 +329,10 @@ impl Store for EmbeddedStore {
         body: Value,
         rev: Option<&str>,
     ) -> Result<String, StoreError> {
+        let mut body = body;
+        if c == Collection::Subjects {
+            keys::hash_keys(&mut body);
+        }
         let (index_key, index_value) = index::entry_for(c, id, &body);
         let body = serde_json::to_vec(&body)
             .map_err(|e| StoreError::Other(format!("cannot serialise {id}: {e}")))?;
@@ -433,6 +457,84 @@ mod tests {
     }
 
     whisk_core::store_conformance_tests!(EmbeddedStore::temporary());
+
+    /// Whether any byte sequence of the store's file is `needle`.
+    fn file_contains(dir: &Path, needle: &str) -> bool {
+        let bytes = std::fs::read(dir.join(FILE_NAME)).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_are_hashed_at_rest_and_authenticate_after_a_restart() {
+        use whisk_core::entity::identity::AuthKey;
+        let dir = tempfile::tempdir().unwrap();
+        let key = AuthKey::generate();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.put_subject(&SubjectDoc::single("alice", &key))
+                .await
+                .unwrap();
+            let stored = s.get(Collection::Subjects, "alice").await.unwrap().body;
+            assert!(stored["namespaces"][0].get("key").is_none(), "{stored}");
+            let hash = stored["namespaces"][0]["keyHash"].as_str().unwrap();
+            assert!(hash.starts_with("sha256:"), "{hash}");
+            assert!(s.identity(&key.uuid, &key.key).await.unwrap().is_some());
+        }
+        // The file holds the subject (its UUID) but not the secret.
+        assert!(file_contains(dir.path(), &key.uuid));
+        assert!(!file_contains(dir.path(), &key.key));
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let id = s.identity(&key.uuid, &key.key).await.unwrap().unwrap();
+        assert_eq!(id.api_key(), key.compact());
+        let wrong = AuthKey::generate().key;
+        assert!(s.identity(&key.uuid, &wrong).await.unwrap().is_none());
+        let owner = s.namespace_identity("alice").await.unwrap().unwrap();
+        assert_eq!((owner.api_key(), owner.namespace.uuid.as_str()), ("", key.uuid.as_str()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clear_keys_of_an_earlier_version_are_hashed_on_open() {
+        use whisk_core::entity::identity::AuthKey;
+        let dir = tempfile::tempdir().unwrap();
+        let key = AuthKey::generate();
+        let rev = "1-0123456789abcdef0123456789abcdef";
+        // What an earlier version wrote: the subject with its key in clear, and a limits
+        // document, straight into the tables.
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let c = Collection::Subjects;
+                let mut docs = txn.open_table(docs_table(c)).unwrap();
+                let mut idx = txn.open_table(index_table(c)).unwrap();
+                let subject = serde_json::to_value(SubjectDoc::single("alice", &key)).unwrap();
+                let limits = json!({"invocationsPerMinute": 7});
+                for (id, body) in [("alice", subject), ("alice/limits", limits)] {
+                    let (k, v) = index::entry_for(c, id, &body);
+                    let body = serde_json::to_vec(&body).unwrap();
+                    docs.insert(id, Record::encode(&k, rev, &body).as_slice())
+                        .unwrap();
+                    idx.insert(k.as_slice(), v.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        assert!(file_contains(dir.path(), &key.key), "written in clear");
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            let id = s.identity(&key.uuid, &key.key).await.unwrap().unwrap();
+            assert_eq!(id.limits["invocationsPerMinute"], 7);
+            let doc = s.get(Collection::Subjects, "alice").await.unwrap();
+            assert_eq!(doc.rev, rev, "the same credentials, the same revision");
+            assert!(doc.body["namespaces"][0]["keyHash"].is_string());
+            let limits = s.get(Collection::Subjects, "alice/limits").await.unwrap();
+            assert_eq!(limits.body, json!({"invocationsPerMinute": 7}));
+        }
+        assert!(!file_contains(dir.path(), &key.key), "no copy left in the file");
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(s.identity(&key.uuid, &key.key).await.unwrap().is_some());
+        assert!(s.identity(&key.uuid, &"x".repeat(64)).await.unwrap().is_none());
+    }
 
     fn activation(ns: &str, i: u64) -> Value {
         json!({

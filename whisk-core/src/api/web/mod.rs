@@ -27,6 +27,7 @@ use super::{basic_credentials, ApiError, ApiState, Tid, ACTIVATION_ID_HEADER};
 use crate::controller::{Invocation, Invoked, ResolvedAction};
 use crate::entity::name::validate_namespace;
 use crate::entity::{EntityName, Identity, Parameters, StatusCode as Status, WhiskActivation};
+use crate::entity::secret::secrets_equal;
 use crate::message::TransactionId;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -229,12 +230,13 @@ async fn caller(s: &ApiState, headers: &HeaderMap) -> Option<Identity> {
 
 /// Whether the caller may run the action under its `require-whisk-auth` annotation: absent or
 /// `false` admits everyone; `true` admits authenticated callers; a string or number admits
-/// requests whose `X-Require-Whisk-Auth` header equals it; anything else admits no one.
+/// requests whose `X-Require-Whisk-Auth` header equals it (compared in constant time);
+/// anything else admits no one.
 fn authorized(annotations: &Parameters, headers: &HeaderMap, caller: &Option<Identity>) -> bool {
     let secret_matches = |expected: &str| {
         headers
             .get(REQUIRE_WHISK_AUTH_HEADER)
-            .is_some_and(|v| v.as_bytes() == expected.as_bytes())
+            .is_some_and(|v| secrets_equal(v.as_bytes(), expected.as_bytes()))
     };
     match annotations.get(annotation::REQUIRE_WHISK_AUTH) {
         None | Some(Value::Bool(false)) => true,
