@@ -253,13 +253,7 @@ async fn run_user(store: &dyn Store, cmd: &UserCommand) -> Outcome {
             .map(|members| Outcome {
                 lines: members
                     .iter()
-                    .map(|m| {
-                        if *key {
-                            m.shown()
-                        } else {
-                            m.subject.clone()
-                        }
-                    })
+                    .map(|m| if *key { m.shown() } else { m.subject.clone() })
                     .collect(),
                 errors: Vec::new(),
             })),

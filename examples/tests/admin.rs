@@ -321,7 +321,11 @@ async fn admin_on_couchdb() {
 #[tokio::test]
 async fn admin_on_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
-    all(Arc::new(EmbeddedStore::open(dir.path()).unwrap()), Keys::Hashed).await;
+    all(
+        Arc::new(EmbeddedStore::open(dir.path()).unwrap()),
+        Keys::Hashed,
+    )
+    .await;
     // Changes are durable: a reopened store sees them.
     let alice = subject();
     let key = {

@@ -58,7 +58,11 @@ async fn alice(p: &Platform) -> Alice {
     .await;
     put("actions/shared/s", json!({"exec": code})).await;
     put("packages/private", json!({})).await;
-    put("actions/private/p", json!({"exec": code, "annotations": web})).await;
+    put(
+        "actions/private/p",
+        json!({"exec": code, "annotations": web}),
+    )
+    .await;
     put(
         "packages/bind",
         json!({"binding": {"namespace": "alice", "name": "shared"}}),
@@ -123,7 +127,11 @@ async fn another_namespaces_collections_and_entities_are_refused() {
     )
     .await;
     let r = guest(&p, M::GET, "", None).await;
-    assert_eq!(r.body, json!(["guest"]), "GET /namespaces lists only the caller's");
+    assert_eq!(
+        r.body,
+        json!(["guest"]),
+        "GET /namespaces lists only the caller's"
+    );
 
     // Entities outside packages: read, write, delete, invoke / fire / enable.
     for (collection, name) in [("actions", "a"), ("triggers", "t"), ("rules", "r")] {
@@ -143,7 +151,13 @@ async fn another_namespaces_collections_and_entities_are_refused() {
         let missing = format!("alice/{collection}/nothing");
         all_refused(&p, &[(M::GET, &missing)], "alice/nothing").await;
     }
-    let r = guest(&p, M::POST, "alice/rules/r", Some(json!({"status": "inactive"}))).await;
+    let r = guest(
+        &p,
+        M::POST,
+        "alice/rules/r",
+        Some(json!({"status": "inactive"})),
+    )
+    .await;
     assert_error(&r, StatusCode::FORBIDDEN, &refused("alice/r"));
 
     // Activations: by id, logs and result; the id through the caller's own namespace is not
@@ -181,12 +195,7 @@ async fn another_namespaces_collections_and_entities_are_refused() {
         "_/actions/shared/s",
     ] {
         let r = p
-            .call_as(
-                &a.key,
-                M::GET,
-                &format!("/api/v1/namespaces/{path}"),
-                None,
-            )
+            .call_as(&a.key, M::GET, &format!("/api/v1/namespaces/{path}"), None)
             .await;
         assert_eq!(r.status, StatusCode::OK, "alice GET {path}: {}", r.text);
         assert_eq!(r.body["version"], "0.0.1", "{path} untouched");
@@ -272,7 +281,13 @@ async fn only_published_packages_are_shared() {
 
     // The package list of another namespace shows its published packages only.
     let r = guest(&p, M::GET, "alice/packages", None).await;
-    let names: Vec<&Value> = r.body.as_array().unwrap().iter().map(|x| &x["name"]).collect();
+    let names: Vec<&Value> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| &x["name"])
+        .collect();
     assert_eq!(names, [&json!("shared")], "{}", r.text);
 
     // Bindings: to the published package, yes; to anything else there, refused alike.
@@ -300,7 +315,11 @@ async fn only_published_packages_are_shared() {
             Some(json!({"binding": {"namespace": "alice", "name": target}})),
         )
         .await;
-        assert_error(&r, StatusCode::FORBIDDEN, &refused(&format!("alice/{target}")));
+        assert_error(
+            &r,
+            StatusCode::FORBIDDEN,
+            &refused(&format!("alice/{target}")),
+        );
     }
 
     // Once alice unpublishes, the package and the binding to it are refused.
@@ -340,7 +359,10 @@ async fn references_to_another_namespace_are_checked() {
     // Rules: another namespace's trigger never, its actions only in a published package.
     for (body, resource) in [
         (json!({"trigger": "/_/gt", "action": "/alice/a"}), "alice/a"),
-        (json!({"trigger": "/alice/t", "action": "/_/mine"}), "alice/t"),
+        (
+            json!({"trigger": "/alice/t", "action": "/_/mine"}),
+            "alice/t",
+        ),
         (
             json!({"trigger": "/alice/t", "action": "/alice/a"}),
             "alice/a, alice/t",
@@ -461,7 +483,11 @@ async fn web_actions_run_as_their_owner_and_honour_require_whisk_auth() {
     // The caller is named to the action only when authenticated.
     let r = web("default/w.json", Some(guest_key)).await;
     assert_eq!(r.body["__ow_user"], "guest");
-    assert!(web("default/w.json", None).await.body.get("__ow_user").is_none());
+    assert!(web("default/w.json", None)
+        .await
+        .body
+        .get("__ow_user")
+        .is_none());
     // Not exported, missing, or in a missing package: 404, nothing leaks.
     for path in ["default/a.json", "default/nothing.json", "nothing/p.json"] {
         let r = web(path, Some(guest_key)).await;

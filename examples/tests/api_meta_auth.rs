@@ -270,7 +270,11 @@ async fn every_route_but_openwhisks_public_ones_requires_credentials() {
         let body = matches!(method.as_str(), "PUT" | "POST").then_some("{}");
         if PUBLIC.contains(&shape.as_str()) {
             let r = p.send(m.clone(), &path, body, None).await;
-            assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} is public");
+            assert_ne!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} is public"
+            );
             continue;
         }
         let r = p.send(m.clone(), &path, body, None).await;
@@ -307,8 +311,7 @@ fn assert_unauthorized(r: &common::Resp, message: &str, what: &str) {
         r.text
     );
     assert_eq!(
-        r.headers["www-authenticate"],
-        "Basic realm=\"OpenWhisk secure realm\"",
+        r.headers["www-authenticate"], "Basic realm=\"OpenWhisk secure realm\"",
         "{what}"
     );
 }

@@ -137,7 +137,9 @@ async fn keys_never_reach_the_log() {
     let store = p.platform.store().as_ref();
 
     // Administration: create, read, look up, list, block, unblock, and its errors.
-    let alice = admin::create_user(store, "alice", None, None).await.unwrap();
+    let alice = admin::create_user(store, "alice", None, None)
+        .await
+        .unwrap();
     let given = AuthKey::generate();
     admin::create_user(store, "alice", Some("alice-two"), Some(given.clone()))
         .await
@@ -149,13 +151,18 @@ async fn keys_never_reach_the_log() {
         assert!(attempt.is_err());
     }
     admin::get_user(store, "alice").await.unwrap();
-    assert!(admin::get_key(store, "alice", None).await.is_err(), "hashed");
+    assert!(
+        admin::get_key(store, "alice", None).await.is_err(),
+        "hashed"
+    );
     admin::whois(store, &given).await.unwrap();
     assert!(admin::whois(store, &AuthKey::generate()).await.is_err());
     admin::list_namespace(store, "alice").await.unwrap();
     admin::block(store, "alice").await.unwrap();
     admin::unblock(store, "alice").await.unwrap();
-    admin::delete_user(store, "alice", Some("alice-two")).await.unwrap();
+    admin::delete_user(store, "alice", Some("alice-two"))
+        .await
+        .unwrap();
 
     // Creates and invokes, with the key handed to the action (`provide-api-key`), as alice
     // and as guest; a web action; a trigger fired through a rule.
@@ -166,16 +173,19 @@ async fn keys_never_reach_the_log() {
     let guest = GUEST_KEY;
     let alice_key = alice.compact();
     for auth in [guest, alice_key.as_str()] {
-        let put = |path: &str, body: serde_json::Value| {
-            p.call_as(auth, Method::PUT, path, Some(body))
-        };
+        let put =
+            |path: &str, body: serde_json::Value| p.call_as(auth, Method::PUT, path, Some(body));
         let r = put(
             "/api/v1/namespaces/_/actions/keyed?overwrite=true",
             json!({"exec": echo, "annotations": keyed}),
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        put("/api/v1/namespaces/_/triggers/tick?overwrite=true", json!({})).await;
+        put(
+            "/api/v1/namespaces/_/triggers/tick?overwrite=true",
+            json!({}),
+        )
+        .await;
         put(
             "/api/v1/namespaces/_/rules/on-tick?overwrite=true",
             json!({"trigger": "/_/tick", "action": "/_/keyed"}),
@@ -191,12 +201,22 @@ async fn keys_never_reach_the_log() {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let r = p
-            .call_as(auth, Method::POST, "/api/v1/namespaces/_/triggers/tick", Some(json!({})))
+            .call_as(
+                auth,
+                Method::POST,
+                "/api/v1/namespaces/_/triggers/tick",
+                Some(json!({})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         let ns = if auth == guest { "guest" } else { "alice" };
         let r = p
-            .send(Method::GET, &format!("/api/v1/web/{ns}/default/keyed.json"), None, Some(auth))
+            .send(
+                Method::GET,
+                &format!("/api/v1/web/{ns}/default/keyed.json"),
+                None,
+                Some(auth),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
@@ -204,7 +224,9 @@ async fn keys_never_reach_the_log() {
     // Failures: a wrong secret for a known UUID, a malformed header, a foreign namespace,
     // a missing action, a malformed body, a web action refusing an anonymous caller.
     let wrong = format!("{}:{}", alice.uuid, "w".repeat(64));
-    let r = p.send(Method::GET, "/api/v1/namespaces", None, Some(&wrong)).await;
+    let r = p
+        .send(Method::GET, "/api/v1/namespaces", None, Some(&wrong))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = p
         .http
@@ -214,24 +236,53 @@ async fn keys_never_reach_the_log() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = p.call_as(&alice_key, Method::GET, "/api/v1/namespaces/guest/actions", None).await;
+    let r = p
+        .call_as(
+            &alice_key,
+            Method::GET,
+            "/api/v1/namespaces/guest/actions",
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = p
-        .call_as(&alice_key, Method::POST, "/api/v1/namespaces/_/actions/nothing", None)
+        .call_as(
+            &alice_key,
+            Method::POST,
+            "/api/v1/namespaces/_/actions/nothing",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = p
-        .send(Method::PUT, "/api/v1/namespaces/_/actions/bad", Some("{not json"), Some(&alice_key))
+        .send(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/bad",
+            Some("{not json"),
+            Some(&alice_key),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = p.send(Method::GET, "/api/v1/web/alice/default/keyed.json", None, None).await;
+    let r = p
+        .send(
+            Method::GET,
+            "/api/v1/web/alice/default/keyed.json",
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     // The rules' activations finish in the background: wait for them, then read the log.
     for auth in [guest, alice_key.as_str()] {
         for _ in 0..200 {
             let r = p
-                .call_as(auth, Method::GET, "/api/v1/namespaces/_/activations?name=keyed", None)
+                .call_as(
+                    auth,
+                    Method::GET,
+                    "/api/v1/namespaces/_/activations?name=keyed",
+                    None,
+                )
                 .await;
             if r.body.as_array().is_some_and(|a| a.len() >= 3) {
                 break;
@@ -243,7 +294,11 @@ async fn keys_never_reach_the_log() {
     let logs = buf.text();
     // The log did record all of this (at debug level), so its silence about keys means
     // something.
-    for expected in ["subject created", "activation published", "activation received"] {
+    for expected in [
+        "subject created",
+        "activation published",
+        "activation received",
+    ] {
         assert!(logs.contains(expected), "no `{expected}` in the log");
     }
     assert_absent(&logs, &AuthKey::parse(GUEST_KEY).unwrap(), "guest");

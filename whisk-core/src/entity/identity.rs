@@ -1,7 +1,7 @@
 //! Identities: subjects, namespaces and their `uuid:key` credentials.
 
-use serde::{Deserialize, Serialize};
 use super::secret::{secrets_equal, KeyHash};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// OpenWhisk standalone's `guest` key (namespace `guest`).
@@ -161,11 +161,7 @@ pub struct SubjectNamespace {
     pub key: String,
     /// The salted hash of the key secret (`sha256:<salt>:<digest>`), when the secret itself
     /// is not kept.
-    #[serde(
-        rename = "keyHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "keyHash", default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
 }
 
@@ -305,7 +301,10 @@ mod tests {
         assert!(doc.identity_for("other", &key.key).is_none());
         // By namespace: the owner without a key.
         let owner = doc.namespace_identity("alice").unwrap();
-        assert_eq!((owner.api_key(), owner.namespace.uuid.as_str()), ("", key.uuid.as_str()));
+        assert_eq!(
+            (owner.api_key(), owner.namespace.uuid.as_str()),
+            ("", key.uuid.as_str())
+        );
         assert!(doc.namespaces[0].clear_key().is_none());
         // A malformed hash admits no one; an empty clear key neither.
         let mut broken = doc.clone();

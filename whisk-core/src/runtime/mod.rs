@@ -472,7 +472,10 @@ mod tests {
         };
         let text = format!("{ctx:?}");
         assert!(!text.contains(&key[37..]), "{text}");
-        assert!(text.contains("<redacted>") && text.contains("/guest/a"), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains("/guest/a"),
+            "{text}"
+        );
     }
 
     #[test]

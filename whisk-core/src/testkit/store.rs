@@ -291,7 +291,11 @@ pub async fn identity_lookup_by_key(s: Arc<impl Store>) {
         owner.api_key() == key.compact() || owner.api_key().is_empty(),
         "the owner's key, or none"
     );
-    assert!(s.identity(&key.uuid, &key.key[..63]).await.unwrap().is_none());
+    assert!(s
+        .identity(&key.uuid, &key.key[..63])
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.identity(&key.uuid, "").await.unwrap().is_none());
     assert!(s
         .namespace_identity(&unique("nobody"))

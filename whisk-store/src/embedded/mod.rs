@@ -150,7 +150,8 @@ impl EmbeddedStore {
         txn.commit().map_err(db_err)?;
         let mut db = db;
         if migrated > 0 {
-            // The pages that held the clear keys are free now; compacting gives them back.
+            // The pages that held the clear keys are free now but keep their bytes until
+            // reused; compacting moves live pages down and cuts the file after them.
             db.compact().map_err(db_err)?;
             tracing::info!(
                 subjects = migrated,
@@ -489,7 +490,10 @@ mod tests {
         let wrong = AuthKey::generate().key;
         assert!(s.identity(&key.uuid, &wrong).await.unwrap().is_none());
         let owner = s.namespace_identity("alice").await.unwrap().unwrap();
-        assert_eq!((owner.api_key(), owner.namespace.uuid.as_str()), ("", key.uuid.as_str()));
+        assert_eq!(
+            (owner.api_key(), owner.namespace.uuid.as_str()),
+            ("", key.uuid.as_str())
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,6 +502,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = AuthKey::generate();
         let rev = "1-0123456789abcdef0123456789abcdef";
+        let others: Vec<AuthKey> = (0..300).map(|_| AuthKey::generate()).collect();
         // What an earlier version wrote: the subject with its key in clear, and a limits
         // document, straight into the tables.
         {
@@ -509,7 +514,17 @@ mod tests {
                 let mut idx = txn.open_table(index_table(c)).unwrap();
                 let subject = serde_json::to_value(SubjectDoc::single("alice", &key)).unwrap();
                 let limits = json!({"invocationsPerMinute": 7});
-                for (id, body) in [("alice", subject), ("alice/limits", limits)] {
+                // Enough others that the subjects fill many pages.
+                let others = others.iter().enumerate().map(|(i, k)| {
+                    let doc = SubjectDoc::single(&format!("user{i:03}"), k);
+                    (format!("user{i:03}"), serde_json::to_value(doc).unwrap())
+                });
+                let docs_in_clear = [
+                    ("alice".to_string(), subject),
+                    ("alice/limits".into(), limits),
+                ];
+                for (id, body) in docs_in_clear.into_iter().chain(others) {
+                    let id = id.as_str();
                     let (k, v) = index::entry_for(c, id, &body);
                     let body = serde_json::to_vec(&body).unwrap();
                     docs.insert(id, Record::encode(&k, rev, &body).as_slice())
@@ -530,10 +545,19 @@ mod tests {
             let limits = s.get(Collection::Subjects, "alice/limits").await.unwrap();
             assert_eq!(limits.body, json!({"invocationsPerMinute": 7}));
         }
-        assert!(!file_contains(dir.path(), &key.key), "no copy left in the file");
+        for k in std::iter::once(&key).chain(&others) {
+            assert!(
+                !file_contains(dir.path(), &k.key),
+                "no copy left in the file"
+            );
+        }
         let s = EmbeddedStore::open(dir.path()).unwrap();
         assert!(s.identity(&key.uuid, &key.key).await.unwrap().is_some());
-        assert!(s.identity(&key.uuid, &"x".repeat(64)).await.unwrap().is_none());
+        assert!(s
+            .identity(&key.uuid, &"x".repeat(64))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     fn activation(ns: &str, i: u64) -> Value {
