@@ -142,7 +142,7 @@ async fn users_and_keys(store: &dyn Store, keys: Keys) {
         (alice.clone(), given.uuid.clone(), shown(keys, &given)),
         (bob.clone(), bob_key.uuid.clone(), shown(keys, &bob_key)),
     ];
-    expected.sort();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(got, expected);
 
     // block: no key of the subject authenticates; unblock restores them.

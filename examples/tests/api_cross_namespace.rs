@@ -126,7 +126,7 @@ async fn another_namespaces_collections_and_entities_are_refused() {
         "alice",
     )
     .await;
-    let r = guest(&p, M::GET, "", None).await;
+    let r = p.get("/api/v1/namespaces").await;
     assert_eq!(
         r.body,
         json!(["guest"]),

@@ -211,10 +211,12 @@ fn router_paths() -> Vec<String> {
         let start = rest.find('"').expect("a route path literal");
         let lit = &rest[start + 1..];
         let end = lit.find('"').unwrap();
-        let path = lit[..end]
-            .replace("{ns}", ns_prefix)
-            .replace("{{", "{")
-            .replace("}}", "}");
+        let lit = &lit[..end];
+        let path = match lit.strip_prefix("{ns}") {
+            Some(rest) => format!("{ns_prefix}{rest}"),
+            None => lit.to_string(),
+        };
+        let path = path.replace("{{", "{").replace("}}", "}");
         paths.push(shape(&path));
     }
     assert!(paths.len() > 20, "found only {paths:?}");

@@ -173,8 +173,9 @@ async fn keys_never_reach_the_log() {
     let guest = GUEST_KEY;
     let alice_key = alice.compact();
     for auth in [guest, alice_key.as_str()] {
-        let put =
-            |path: &str, body: serde_json::Value| p.call_as(auth, Method::PUT, path, Some(body));
+        let put = |path: &'static str, body: serde_json::Value| {
+            p.call_as(auth, Method::PUT, path, Some(body))
+        };
         let r = put(
             "/api/v1/namespaces/_/actions/keyed?overwrite=true",
             json!({"exec": echo, "annotations": keyed}),
