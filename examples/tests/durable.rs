@@ -460,3 +460,76 @@ async fn the_binary_takes_its_store_and_retention_from_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max-age"));
 }
+
+/// The embedded store keeps only hashes of keys: a key authenticates across a restart, a
+/// wrong one does not, and the secret is nowhere in the store's files. An action run as an
+/// identity found by namespace (a web action's owner) gets no `__OW_API_KEY`, since the
+/// platform cannot know that key; run by an authenticated caller it gets the caller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_keys_hashed_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreBackend::Embedded(dir.path().join("data"));
+    let p = Platform::start_config(config(store.clone())).await;
+    let alice = p.add_user("alice").await;
+    let code = "function main() { const k = process.env.__OW_API_KEY; \
+                return {key: k === undefined ? 'none' : k}; }";
+    let r = p
+        .call_as(
+            &alice,
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/key",
+            Some(json!({"exec": {"kind": "nodejs:20", "code": code},
+                        "annotations": [{"key": "provide-api-key", "value": true},
+                                        {"key": "web-export", "value": true}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    p.platform.shutdown().await;
+
+    let mut files = vec![dir.path().to_path_buf()];
+    while let Some(f) = files.pop() {
+        if f.is_dir() {
+            files.extend(std::fs::read_dir(&f).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        let secret = alice.split_once(':').unwrap().1.as_bytes();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "{f:?} holds alice's secret"
+        );
+    }
+
+    let p = Platform::start_config(config(store)).await;
+    let r = p
+        .call_as(
+            &alice,
+            Method::POST,
+            "/api/v1/namespaces/_/actions/key?blocking=true&result=true",
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!({"key": alice}), "{}", r.text);
+    let r = p
+        .send(
+            Method::GET,
+            "/api/v1/web/alice/default/key.json",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!({"key": "none"}), "{}", r.text);
+    let (uuid, _) = alice.split_once(':').unwrap();
+    let wrong = format!("{uuid}:{}", "w".repeat(64));
+    let r = p
+        .send(Method::GET, "/api/v1/namespaces", None, Some(&wrong))
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNAUTHORIZED,
+        "The supplied authentication is invalid",
+    );
+    // The guest key seeded on the first start authenticates as well.
+    assert_eq!(p.get("/api/v1/namespaces").await.body, json!(["guest"]));
+    p.platform.shutdown().await;
+}
