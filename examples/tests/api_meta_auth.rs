@@ -150,7 +150,9 @@ async fn request_ids_cors_options_and_unknown_routes() {
 ///   (`WebActions.scala` `confirmAuthenticated`).
 ///
 /// whisk adds `/console[/...]`: static files of the web console, which hold no data (the page
-/// asks the API with the key the user types).
+/// asks the API with the key the user types); and the standalone platform's
+/// `/invokers/0/pool`: its container pool's counts, operator data like `/invokers` and
+/// `/metrics`, naming no namespace or action.
 const PUBLIC: &[&str] = &[
     "/",
     "/ping",
@@ -163,6 +165,7 @@ const PUBLIC: &[&str] = &[
     "/console",
     "/console/",
     "/console/{}",
+    "/invokers/0/pool",
     "/api/v1/web/{}/{}/{}",
     "/api/v1/web/{}/{}/{}/{}",
 ];
@@ -178,6 +181,7 @@ const UNDESCRIBED: &[(&str, &[&str])] = &[
     ("/console", &["GET"]),
     ("/console/", &["GET"]),
     ("/console/{}", &["GET"]),
+    ("/invokers/0/pool", &["GET"]),
 ];
 
 /// `path` with every `{param}` (and axum's `{*rest}`) as `{}`.
@@ -200,10 +204,14 @@ fn shape(path: &str) -> String {
     out
 }
 
-/// The paths `whisk-core/src/api/mod.rs` registers with `.route(...)`, as shapes: read from
-/// the source, so a route added there without a place in this test fails it.
+/// The paths the API's router (`whisk-core/src/api/mod.rs`) and the standalone platform
+/// (`examples/src/standalone.rs`) register with `.route(...)`, as shapes: read from the
+/// source, so a route added there without a place in this test fails it.
 fn router_paths() -> Vec<String> {
-    let src = include_str!("../../whisk-core/src/api/mod.rs");
+    let src = concat!(
+        include_str!("../../whisk-core/src/api/mod.rs"),
+        include_str!("../src/standalone.rs")
+    );
     let ns_prefix = "/api/v1/namespaces/{ns}";
     let mut paths = Vec::new();
     for (i, _) in src.match_indices(".route(") {
