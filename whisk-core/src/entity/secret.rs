@@ -1,13 +1,14 @@
 //! Key secrets: the one constant-time comparison of secrets, and the salted hash a store
 //! keeps in place of a secret.
 //!
-//! A key's secret is 64 random characters (about 380 bits when [`AuthKey::generate`]
-//! made it, and at least OpenWhisk's own generator's strength otherwise), not a password a
-//! person chose. Nobody can guess such a secret from its hash by trying candidates, so a slow
-//! password hash (bcrypt, argon2) would only slow every cold authentication down without
-//! making a stolen store any weaker: one SHA-256 over a per-key random salt and the secret is
-//! enough. The salt makes equal secrets hash differently, so a store's hashes cannot be
-//! compared with each other or with a table computed in advance.
+//! A key's secret is 64 random characters, not a password a person chose: 244 random bits
+//! when [`AuthKey::generate`] made it (two random UUIDs in hex), about 380 when OpenWhisk's
+//! generator did (64 alphanumerics). Nobody can find such a secret from its hash by trying
+//! candidates, so a slow password hash (bcrypt, argon2) would only slow every uncached
+//! authentication down without making a stolen store any weaker: one SHA-256 over a per-key
+//! random salt and the secret is enough. The salt makes equal secrets hash differently, so a
+//! store's hashes cannot be compared with each other or with a table computed in advance. (A
+//! key an administrator chooses, `create_user(.., Some(key))`, must be as random.)
 //!
 //! [`AuthKey::generate`]: super::identity::AuthKey::generate
 
