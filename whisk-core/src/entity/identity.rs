@@ -200,8 +200,8 @@ impl SubjectNamespace {
         }
     }
 
-    /// This entry with its secret replaced by a fresh salted hash (unchanged when it is
-    /// hashed already). Returns whether it changed.
+    /// Replaces this entry's secret with a salted hash under a fresh salt (nothing to do when
+    /// only a hash is kept already). Returns whether it changed.
     pub fn hash_key(&mut self) -> bool {
         if self.key.is_empty() {
             return false;
