@@ -316,6 +316,12 @@ pub struct ExecutorArgs {
     /// The Docker network action containers join; the invoker reaches them by their IP on it.
     #[arg(long, default_value = "bridge")]
     pub docker_network: String,
+    /// `process` executor: keep the host's network for every container, so actions can call
+    /// the platform's API (`__OW_API_HOST`) and any service the host reaches. Without it,
+    /// Node.js, Python and blackbox actions run in a network namespace of their own (no
+    /// network but their own loopback).
+    #[arg(long)]
+    pub action_host_network: bool,
 }
 
 impl ExecutorArgs {
@@ -326,7 +332,9 @@ impl ExecutorArgs {
                 host: self.docker_host.clone(),
                 network: self.docker_network.clone(),
             },
-            _ => crate::cluster::ExecutorChoice::Process,
+            _ => crate::cluster::ExecutorChoice::Process {
+                host_network: self.action_host_network,
+            },
         }
     }
 }

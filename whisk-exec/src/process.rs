@@ -1,9 +1,10 @@
-//! The `process` executor: each container is a runtime launcher process on a loopback port,
+//! The `process` executor: each container is a runtime launcher process speaking the runtime
+//! protocol on a unix socket in its directory (or, for kinds that cannot, a loopback port),
 //! confined as far as the machine allows (see [`crate::isolation`] for what is and is not
 //! isolated).
 
 use crate::actionloop::{self, ActionLoopContainer};
-use crate::isolation::{self, Cgroups, Enforcement};
+use crate::isolation::{self, Cgroups, Enforcement, Sandbox};
 use crate::logbuf::LogBuffer;
 use crate::runtimes::Launcher;
 use crate::runtimes::PortMode;
@@ -36,6 +37,10 @@ pub struct ProcessExecutor {
     dir: PathBuf,
     /// Paths containers must not see (the platform's data directory, ...).
     hidden: Vec<PathBuf>,
+    /// Containers keep the host's network (no network namespace of their own).
+    host_network: bool,
+    /// Runtime sockets under `dir` fit a unix socket address (else runtimes use TCP).
+    sockets: bool,
     launchers: HashMap<String, Launcher>,
 }
 
@@ -43,13 +48,23 @@ impl ProcessExecutor {
     /// An executor with the bundled `nodejs:20` (`node`) and `python:3.11` (`python3`)
     /// launchers, written to a fresh directory under the system temp dir.
     pub fn new() -> std::io::Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("whisk-runtimes-{}", &random[..16]));
         std::fs::create_dir_all(&dir)?;
         let launchers = crate::runtimes::bundled(&dir)?;
+        let sockets = isolation::sockets_fit(&dir);
+        if !sockets {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the runtimes directory's path is too long for unix sockets: runtimes listen \
+                 on loopback ports and keep the host's network"
+            );
+        }
         Ok(Self {
             dir,
             hidden: Vec::new(),
+            host_network: false,
+            sockets,
             launchers,
         })
     }
@@ -69,6 +84,15 @@ impl ProcessExecutor {
     /// where the file-system sandbox is available.
     pub fn with_hidden(mut self, path: impl Into<PathBuf>) -> Self {
         self.hidden.push(path.into());
+        self
+    }
+
+    /// With `keep` true, containers keep the host's network instead of a network namespace
+    /// of their own: actions can then call the platform's API (`__OW_API_HOST`) and any
+    /// service the host reaches (and so also the platform's internals on loopback). The
+    /// runtime protocol stays on unix sockets.
+    pub fn with_host_network(mut self, keep: bool) -> Self {
+        self.host_network = keep;
         self
     }
 
@@ -99,10 +123,21 @@ impl ProcessExecutor {
         }))
     }
 
-    /// What this machine lets the executor enforce (rlimits, cgroups); probed once per
-    /// process.
+    /// What this executor enforces on this machine (rlimits, cgroups, sandbox, namespaces);
+    /// the machine is probed once per process.
     pub fn enforcement(&self) -> Enforcement {
-        isolation::enforcement()
+        let mut e = isolation::enforcement();
+        e.network_namespace &= !self.host_network && self.sockets;
+        e
+    }
+
+    /// The sandbox of a container; `own_network` if its runtime can do without the host's
+    /// network (and the executor does not keep it).
+    fn sandbox(&self, own_network: bool) -> Sandbox {
+        Sandbox {
+            hidden: self.hidden.clone(),
+            own_network: own_network && !self.host_network,
+        }
     }
 }
 
@@ -126,7 +161,8 @@ impl ContainerExecutor for ProcessExecutor {
         let Some(launcher) = self.launchers.get(&spec.kind) else {
             if spec.kind == actionloop::KIND {
                 let confinement = self.confinement(spec)?;
-                return match ActionLoopContainer::create(spec, confinement.clone(), &self.hidden) {
+                let sandbox = self.sandbox(true);
+                return match ActionLoopContainer::create(spec, confinement.clone(), sandbox) {
                     Ok(c) => Ok(Arc::new(c)),
                     Err(e) => {
                         confinement.remove().await;
@@ -140,11 +176,14 @@ impl ContainerExecutor for ProcessExecutor {
         let confinement = self.confinement(spec)?;
         let assigned =
             match launcher.port {
-                PortMode::Announced => None,
+                PortMode::Announced | PortMode::Socket => None,
                 PortMode::Assigned => Some(free_port().map_err(|e| {
                     ExecutorError::StartFailed(format!("no free loopback port: {e}"))
                 })?),
             };
+        // A runtime on a unix socket needs no network: it gets a namespace of its own.
+        let socket = (launcher.port == PortMode::Socket && self.sockets)
+            .then(|| confinement.workdir.join(isolation::SOCKET));
         let args: Vec<String> = match assigned {
             Some(port) => launcher
                 .args
@@ -157,6 +196,10 @@ impl ContainerExecutor for ProcessExecutor {
         if let Some(port) = assigned {
             env.push(("WHISK_RUNTIME_PORT".into(), port.to_string()));
         }
+        if let Some(socket) = &socket {
+            let socket = socket.to_string_lossy().into_owned();
+            env.push(("WHISK_RUNTIME_SOCKET".into(), socket));
+        }
         let spawned = isolation::command(
             &launcher.program,
             &args,
@@ -164,7 +207,7 @@ impl ContainerExecutor for ProcessExecutor {
             spec.memory_mb,
             &confinement.workdir,
             &env,
-            &self.hidden,
+            &self.sandbox(socket.is_some()),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -194,27 +237,28 @@ impl ContainerExecutor for ProcessExecutor {
         let err_logs = logs.clone();
         tokio::spawn(async move { err_logs.capture(stderr, Stream::Stderr).await });
 
-        // Whisk's launchers announce the port on their first stdout line; everything after it
-        // is action output. An external proxy was given its port: wait until it listens.
+        // Whisk's launchers announce their socket or port on their first stdout line;
+        // everything after it is action output. An external proxy was given its port: wait
+        // until it listens.
         let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        let (announced, port) = match assigned {
+        let (announced, endpoint) = match assigned {
             None => {
                 let announced =
                     tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
-                let port = first
-                    .trim()
-                    .strip_prefix("whisk-runtime-port:")
-                    .and_then(|p| p.trim().parse::<u16>().ok());
-                (announced.map(|_| ()), port)
+                (
+                    announced.map(|_| ()),
+                    announced_endpoint(&first, socket.as_deref()),
+                )
             }
             Some(port) => {
                 let ready = tokio::time::timeout(START_TIMEOUT, listening(port, &mut child)).await;
                 let up = matches!(ready, Ok(true));
-                (ready.map(|_| ()), up.then_some(port))
+                let endpoint = format!("http://127.0.0.1:{port}");
+                (ready.map(|_| ()), up.then_some(endpoint))
             }
         };
-        let Some(port) = port else {
+        let Some(endpoint) = endpoint else {
             abandoned.0 = None;
             confinement.kill(pgid);
             let _ = child.kill().await;
@@ -245,7 +289,7 @@ impl ContainerExecutor for ProcessExecutor {
         tokio::spawn(async move { out_logs.capture(stdout, Stream::Stdout).await });
         Ok(Arc::new(ProcessContainer {
             id: format!("{}-{pgid}", spec.name),
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             pgid,
             process: Mutex::new(Some((child, stdin))),
             logs,
@@ -253,6 +297,22 @@ impl ContainerExecutor for ProcessExecutor {
             oom_kills_seen: AtomicU64::new(0),
         }))
     }
+}
+
+/// The endpoint a launcher announced on its first stdout line `line`: `unix:<path>` for
+/// `whisk-runtime-socket: <path>` (only the `socket` it was given), `http://127.0.0.1:<port>`
+/// for `whisk-runtime-port: <port>`.
+fn announced_endpoint(line: &str, socket: Option<&std::path::Path>) -> Option<String> {
+    let line = line.trim();
+    if let Some(path) = line.strip_prefix("whisk-runtime-socket:") {
+        let path = std::path::Path::new(path.trim());
+        return (Some(path) == socket).then(|| format!("unix:{}", path.display()));
+    }
+    let port = line
+        .strip_prefix("whisk-runtime-port:")?
+        .trim()
+        .parse::<u16>();
+    port.ok().map(|port| format!("http://127.0.0.1:{port}"))
 }
 
 /// A free loopback port (bound and released: a runtime started right after binds it).

@@ -1,7 +1,8 @@
 """The HTTP side shared by whisk's Python launchers (python:3.11, actionloop).
 
-`serve(routes, on_exit)` listens on 127.0.0.1:$WHISK_RUNTIME_PORT (0 = any free port),
-prints `whisk-runtime-port: <port>` on stdout, answers POST requests to `routes`
+`serve(routes, on_exit)` listens on the unix socket $WHISK_RUNTIME_SOCKET when it is set
+(and prints `whisk-runtime-socket: <path>` on stdout), else on 127.0.0.1:$WHISK_RUNTIME_PORT
+(0 = any free port; it prints `whisk-runtime-port: <port>`), answers POST requests to `routes`
 (path -> handler(msg) -> (status, payload)) with JSON, and calls `on_exit` then exits when
 stdin (held open by the platform) reaches end of file. Standard library only.
 """
@@ -86,6 +87,17 @@ class Server(ThreadingHTTPServer):
         pass  # never print tracebacks; the connection is simply closed
 
 
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # as Server
+
+
+class UnixHandler(Handler):
+    disable_nagle_algorithm = False  # no TCP options on a unix socket
+
+
 def watch_stdin(on_exit):
     """The platform holds our stdin open; EOF (or an error) means it went away."""
     try:
@@ -105,9 +117,14 @@ def serve(routes, on_exit=None):
     in_image = os.environ.get("WHISK_RUNTIME_IMAGE") == "1"
     if not in_image:
         threading.Thread(target=watch_stdin, args=(on_exit,), name="stdin-watch", daemon=True).start()
-    host = "0.0.0.0" if in_image else "127.0.0.1"
-    server = Server((host, int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
-    if not in_image:
-        sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
-        sys.stdout.flush()
+    socket_path = "" if in_image else os.environ.get("WHISK_RUNTIME_SOCKET", "")
+    if socket_path:
+        server = UnixServer(socket_path, UnixHandler)
+        sys.stdout.write(f"whisk-runtime-socket: {socket_path}\n")
+    else:
+        host = "0.0.0.0" if in_image else "127.0.0.1"
+        server = Server((host, int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
+        if not in_image:
+            sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
+    sys.stdout.flush()
     server.serve_forever()
