@@ -86,7 +86,7 @@ async fn an_action_cannot_read_the_platforms_data_keys_or_processes() {
     let code = format!(
         "{TRY}function main(p) {{\n\
            const unmount = [p.data, '/proc'].map(m => {{\n\
-             try {{ require('child_process').execFileSync('umount', [m], {{stdio: 'ignore'}}); return 'unmounted'; }}\n\
+             try {{ require('child_process').execFileSync('umount', ['-l', m], {{stdio: 'ignore'}}); return 'unmounted'; }}\n\
              catch (e) {{ return 'refused'; }} }});\n\
            const found = [];\n\
            const visible = fs.readdirSync('/proc').filter(n => /^[0-9]+$/.test(n));\n\
@@ -163,8 +163,9 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Two containers at once: the second cannot read or write the first's files, connect to
-/// its runtime's socket, or signal its processes, and the first keeps working. Protections:
-/// the sandbox hides other containers' directories; the PID namespace hides their processes.
+/// its runtime's socket, or signal its processes, nor unmount what hides them, and the first
+/// keeps working. Protections: the sandbox hides other containers' directories and drops
+/// every capability; the PID namespace hides their processes.
 #[tokio::test]
 async fn an_action_cannot_touch_another_container() {
     if !sandboxed() {
@@ -191,13 +192,16 @@ async fn an_action_cannot_touch_another_container() {
     p.action(
         "attacker",
         "python:3.11",
-        "import os, signal, socket\n\
+        "import os, signal, socket, subprocess\n\
          def attempt(f):\n    try:\n        return f()\n    except OSError as e:\n        return type(e).__name__\n\
          def read(path):\n    with open(path) as f:\n        return f.read()\n\
          def write(path):\n    with open(path, 'w') as f:\n        f.write('attacker was here')\n    return 'written'\n\
          def connect(path):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect(path)\n    return 'connected'\n\
          def kill(pid):\n    os.kill(pid, signal.SIGKILL)\n    return 'killed'\n\
-         def main(a):\n    return {'read': attempt(lambda: read(a['dir'] + '/mine.txt')),\n\
+         def unmount(path):\n    done = subprocess.run(['umount', '-l', path], capture_output=True).returncode == 0\n    \
+         return 'unmounted' if done else 'refused'\n\
+         def main(a):\n    return {'unmount': unmount(os.path.dirname(a['dir'])),\n\
+                 'read': attempt(lambda: read(a['dir'] + '/mine.txt')),\n\
                  'write': attempt(lambda: write(a['dir'] + '/theirs.txt')),\n\
                  'connect': attempt(lambda: connect(a['socket'])),\n\
                  'kill': attempt(lambda: kill(a['pid']))}\n",
@@ -214,7 +218,7 @@ async fn an_action_cannot_touch_another_container() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(
         r.body["response"]["result"],
-        json!({"read": "FileNotFoundError", "write": "FileNotFoundError",
+        json!({"unmount": "refused", "read": "FileNotFoundError", "write": "FileNotFoundError",
                "connect": "FileNotFoundError", "kill": "ProcessLookupError"})
     );
     assert!(!dir.join("theirs.txt").exists());
