@@ -618,3 +618,22 @@ pub(crate) fn process_exited(pid: u32) -> bool {
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
     killpg(Pid::from_raw(pgid as i32), signal)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_fit_below_short_directories_only() {
+        assert!(sockets_fit(Path::new(
+            "/tmp/whisk-runtimes-0123456789abcdef"
+        )));
+        assert!(!sockets_fit(&Path::new("/tmp").join("d".repeat(80))));
+        // The longest slot name is what is checked.
+        let slot = slot_name(&"n".repeat(200));
+        assert_eq!(slot.len(), SLOT_MAX);
+        let base = Path::new("/tmp/whisk-runtimes-0123456789abcdef");
+        let socket = base.join("containers").join(slot).join(SOCKET);
+        assert!(socket.as_os_str().len() <= SOCKET_PATH_MAX);
+    }
+}

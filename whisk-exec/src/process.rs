@@ -48,8 +48,13 @@ impl ProcessExecutor {
     /// An executor with the bundled `nodejs:20` (`node`) and `python:3.11` (`python3`)
     /// launchers, written to a fresh directory under the system temp dir.
     pub fn new() -> std::io::Result<Self> {
+        Self::in_dir(std::env::temp_dir())
+    }
+
+    /// An executor whose runtimes directory is a fresh directory in `parent`.
+    fn in_dir(parent: PathBuf) -> std::io::Result<Self> {
         let random = uuid::Uuid::new_v4().simple().to_string();
-        let dir = std::env::temp_dir().join(format!("whisk-runtimes-{}", &random[..16]));
+        let dir = parent.join(format!("whisk-runtimes-{}", &random[..16]));
         std::fs::create_dir_all(&dir)?;
         let launchers = crate::runtimes::bundled(&dir)?;
         let sockets = isolation::sockets_fit(&dir);
@@ -538,6 +543,83 @@ mod tests {
     mod python {
         use super::*;
         whisk_core::executor_conformance_tests!(ProcessExecutor::new().unwrap(), Fixture::python());
+    }
+
+    #[test]
+    fn a_launcher_announces_the_socket_it_was_given_or_a_port() {
+        let given = std::path::Path::new("/r/c/x/rt.sock");
+        let socket = Some(given);
+        assert_eq!(
+            announced_endpoint("whisk-runtime-socket: /r/c/x/rt.sock\n", socket).as_deref(),
+            Some("unix:/r/c/x/rt.sock")
+        );
+        assert_eq!(
+            announced_endpoint("whisk-runtime-socket: /elsewhere.sock\n", socket),
+            None,
+            "only the socket it was given"
+        );
+        assert_eq!(
+            announced_endpoint("whisk-runtime-socket: /r/c/x/rt.sock", None),
+            None
+        );
+        assert_eq!(
+            announced_endpoint("whisk-runtime-port: 4321\n", None).as_deref(),
+            Some("http://127.0.0.1:4321")
+        );
+        for bad in [
+            "whisk-runtime-port: 70000",
+            "whisk-runtime-port:",
+            "hello",
+            "",
+        ] {
+            assert_eq!(announced_endpoint(bad, socket), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn runtimes_speak_on_unix_sockets_unless_the_path_is_too_long() {
+        let exec = ProcessExecutor::new().unwrap();
+        let spec = ContainerSpec {
+            name: "s".into(),
+            kind: "nodejs:20".into(),
+            image: None,
+            memory_mb: 128,
+            env: vec![],
+        };
+        let c = exec.create(&spec).await.unwrap();
+        assert!(c.endpoint().starts_with("unix:/"), "{}", c.endpoint());
+        assert!(c.endpoint().ends_with("/rt.sock"), "{}", c.endpoint());
+        c.destroy().await.unwrap();
+        let machine = isolation::enforcement().network_namespace;
+        assert_eq!(exec.enforcement().network_namespace, machine);
+        let kept = ProcessExecutor::new().unwrap().with_host_network(true);
+        assert!(!kept.enforcement().network_namespace);
+
+        // A runtimes directory too deep for a socket address: loopback ports, host network.
+        let deep = std::env::temp_dir().join("d".repeat(80));
+        let exec = ProcessExecutor::in_dir(deep.clone()).unwrap();
+        assert!(!exec.enforcement().network_namespace);
+        let c = exec.create(&spec).await.unwrap();
+        assert!(
+            c.endpoint().starts_with("http://127.0.0.1:"),
+            "{}",
+            c.endpoint()
+        );
+        let client = whisk_core::runtime::RuntimeClient::default();
+        let body = whisk_core::runtime::init_body(
+            "s",
+            None,
+            Some("function main() { return {ok: true}; }"),
+            false,
+            Default::default(),
+        );
+        let init = client
+            .init(c.endpoint(), &body, Duration::from_secs(20))
+            .await;
+        assert!(init.response.is_success(), "{:?}", init.response);
+        c.destroy().await.unwrap();
+        drop(exec);
+        let _ = std::fs::remove_dir_all(&deep);
     }
 
     #[tokio::test]
