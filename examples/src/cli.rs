@@ -384,3 +384,35 @@ pub async fn terminated() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ExecutorChoice;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        executor: ExecutorArgs,
+    }
+
+    fn choice(args: &[&str]) -> ExecutorChoice {
+        let argv = std::iter::once("whisk").chain(args.iter().copied());
+        Args::try_parse_from(argv).unwrap().executor.choice()
+    }
+
+    #[test]
+    fn action_host_network_keeps_the_host_network_of_process_containers() {
+        let process = |host_network| ExecutorChoice::Process { host_network };
+        assert_eq!(choice(&[]), process(false));
+        assert_eq!(choice(&[]), ExecutorChoice::default());
+        assert_eq!(choice(&["--action-host-network"]), process(true));
+        let docker = ExecutorChoice::Docker {
+            host: None,
+            network: "bridge".into(),
+        };
+        assert_eq!(choice(&["--executor", "docker"]), docker);
+        assert!(Args::try_parse_from(["whisk", "--action-host-network=maybe"]).is_err());
+    }
+}
