@@ -177,7 +177,8 @@ async fn an_action_cannot_touch_another_container() {
         "nodejs:20",
         &format!(
             "function main() {{ require('fs').writeFileSync('mine.txt', 'victim data');\n\
-               return {{cwd: process.cwd(), socket: process.env.WHISK_RUNTIME_SOCKET, me: {NODE_SELF}}}; }}"
+               const ownSocket = require('fs').existsSync(process.cwd() + '.sock');\n\
+               return {{cwd: process.cwd(), ownSocket, me: {NODE_SELF}}}; }}"
         ),
         json!({}),
     )
@@ -187,6 +188,12 @@ async fn an_action_cannot_touch_another_container() {
     let victim_pid = procs::host_pid(&me).expect("the victim runs");
     let dir = std::path::PathBuf::from(victim["cwd"].as_str().unwrap());
     assert!(dir.join("mine.txt").is_file());
+    // Its runtime's socket lies beside its directory, out of its own sight too (so it cannot
+    // be replaced by a link the platform would follow).
+    let socket = dir.with_extension("sock");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket());
+    assert_eq!(victim["ownSocket"], false, "{victim}");
 
     // The attacker is a Python action, in its own container.
     p.action(
@@ -211,7 +218,7 @@ async fn an_action_cannot_touch_another_container() {
     let r = p
         .invoke(
             "attacker",
-            json!({"dir": dir, "socket": victim["socket"], "pid": victim_pid}),
+            json!({"dir": dir, "socket": socket, "pid": victim_pid}),
             "",
         )
         .await;

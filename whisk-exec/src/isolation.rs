@@ -307,19 +307,48 @@ fn sweep(parent: &Path) {
 const SLOT_NAME_CHARS: usize = 24;
 /// The longest slot name: the cleaned name, `-` and a 10-character random suffix.
 const SLOT_MAX: usize = SLOT_NAME_CHARS + 11;
-/// The runtime socket's name in a container's directory.
-pub(crate) const SOCKET: &str = "rt.sock";
 /// The longest path a unix socket address holds (`sun_path` is 108 bytes, NUL included).
 const SOCKET_PATH_MAX: usize = 107;
+/// The file descriptor a runtime inherits its listening socket on.
+pub(crate) const LISTEN_FD: i32 = 3;
+
+/// The runtime socket of the container whose directory is `workdir`: `<workdir>.sock`,
+/// beside the directory, so no container sees it (the containers' directory is hidden, the
+/// own directory only is bound) and no action can replace it.
+pub(crate) fn socket_path(workdir: &Path) -> PathBuf {
+    workdir.with_extension("sock")
+}
 
 /// Whether the runtime socket of every container under the runtimes directory `base` has a
 /// path short enough for a unix socket address.
 pub(crate) fn sockets_fit(base: &Path) -> bool {
-    let longest = base
-        .join("containers")
-        .join("x".repeat(SLOT_MAX))
-        .join(SOCKET);
+    let longest = socket_path(&base.join("containers").join("x".repeat(SLOT_MAX)));
     longest.as_os_str().len() <= SOCKET_PATH_MAX
+}
+
+/// Makes the process `cmd` starts inherit `fd` as descriptor `target` (not closed at exec).
+pub(crate) fn pass_fd(cmd: &mut tokio::process::Command, fd: i32, target: i32) {
+    // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec. dup2 onto
+    // another number clears close-on-exec; onto the same number it would not, so that case
+    // clears the flag itself.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+                if flags == -1
+                    || nix::libc::fcntl(fd, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC)
+                        == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            match nix::libc::dup2(fd, target) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
 }
 
 /// A name usable as a directory name: `name` cleaned, plus a random suffix.
@@ -633,7 +662,8 @@ mod tests {
         let slot = slot_name(&"n".repeat(200));
         assert_eq!(slot.len(), SLOT_MAX);
         let base = Path::new("/tmp/whisk-runtimes-0123456789abcdef");
-        let socket = base.join("containers").join(slot).join(SOCKET);
+        let socket = socket_path(&base.join("containers").join(slot));
         assert!(socket.as_os_str().len() <= SOCKET_PATH_MAX);
+        assert!(socket.to_string_lossy().ends_with(".sock"));
     }
 }

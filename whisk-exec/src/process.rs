@@ -186,9 +186,23 @@ impl ContainerExecutor for ProcessExecutor {
                     ExecutorError::StartFailed(format!("no free loopback port: {e}"))
                 })?),
             };
-        // A runtime on a unix socket needs no network: it gets a namespace of its own.
+        // A runtime on a unix socket needs no network: it gets a namespace of its own. The
+        // executor binds the socket where no container sees it and hands the runtime the
+        // listening descriptor, so no action can move or replace it.
         let socket = (launcher.port == PortMode::Socket && self.sockets)
-            .then(|| confinement.workdir.join(isolation::SOCKET));
+            .then(|| isolation::socket_path(&confinement.workdir));
+        let listener = match &socket {
+            Some(path) => match std::os::unix::net::UnixListener::bind(path) {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    confinement.clone().remove().await;
+                    return Err(ExecutorError::StartFailed(format!(
+                        "cannot bind the runtime's socket: {e}"
+                    )));
+                }
+            },
+            None => None,
+        };
         let args: Vec<String> = match assigned {
             Some(port) => launcher
                 .args
@@ -201,11 +215,11 @@ impl ContainerExecutor for ProcessExecutor {
         if let Some(port) = assigned {
             env.push(("WHISK_RUNTIME_PORT".into(), port.to_string()));
         }
-        if let Some(socket) = &socket {
-            let socket = socket.to_string_lossy().into_owned();
-            env.push(("WHISK_RUNTIME_SOCKET".into(), socket));
+        if listener.is_some() {
+            let fd = isolation::LISTEN_FD.to_string();
+            env.push(("WHISK_RUNTIME_LISTEN_FD".into(), fd));
         }
-        let spawned = isolation::command(
+        let mut command = isolation::command(
             &launcher.program,
             &args,
             &spec.kind,
@@ -213,12 +227,18 @@ impl ContainerExecutor for ProcessExecutor {
             &confinement.workdir,
             &env,
             &self.sandbox(socket.is_some()),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        );
+        if let Some(listener) = &listener {
+            use std::os::fd::AsRawFd;
+            isolation::pass_fd(&mut command, listener.as_raw_fd(), isolation::LISTEN_FD);
+        }
+        let spawned = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        drop(listener); // the runtime holds it now
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -304,14 +324,16 @@ impl ContainerExecutor for ProcessExecutor {
     }
 }
 
-/// The endpoint a launcher announced on its first stdout line `line`: `unix:<path>` for
-/// `whisk-runtime-socket: <path>` (only the `socket` it was given), `http://127.0.0.1:<port>`
-/// for `whisk-runtime-port: <port>`.
+/// The endpoint a launcher announced on its first stdout line `line`: `unix:<socket>` for
+/// `whisk-runtime-socket: fd <n>` (a runtime given the listening `socket` on descriptor
+/// `n`), `http://127.0.0.1:<port>` for `whisk-runtime-port: <port>`.
 fn announced_endpoint(line: &str, socket: Option<&std::path::Path>) -> Option<String> {
     let line = line.trim();
-    if let Some(path) = line.strip_prefix("whisk-runtime-socket:") {
-        let path = std::path::Path::new(path.trim());
-        return (Some(path) == socket).then(|| format!("unix:{}", path.display()));
+    if let Some(fd) = line.strip_prefix("whisk-runtime-socket: fd ") {
+        let listening = fd.trim().parse::<i32>().ok() == Some(isolation::LISTEN_FD);
+        return socket
+            .filter(|_| listening)
+            .map(|path| format!("unix:{}", path.display()));
     }
     let port = line
         .strip_prefix("whisk-runtime-port:")?
@@ -375,9 +397,11 @@ impl Confinement {
         self.cgroups.signal_all(Signal::SIGKILL);
     }
 
-    /// Removes the cgroups (killing stragglers) and the working directory. Blocking.
+    /// Removes the cgroups (killing stragglers), the working directory and the runtime's
+    /// socket. Blocking.
     pub(crate) fn remove_blocking(&self) {
         self.cgroups.remove_blocking(CGROUP_PATIENCE);
+        let _ = std::fs::remove_file(isolation::socket_path(&self.workdir)); // if it had one
         if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 let dir = self.workdir.display();
@@ -547,21 +571,18 @@ mod tests {
 
     #[test]
     fn a_launcher_announces_the_socket_it_was_given_or_a_port() {
-        let given = std::path::Path::new("/r/c/x/rt.sock");
+        let given = std::path::Path::new("/r/c/x.sock");
         let socket = Some(given);
         assert_eq!(
-            announced_endpoint("whisk-runtime-socket: /r/c/x/rt.sock\n", socket).as_deref(),
-            Some("unix:/r/c/x/rt.sock")
+            announced_endpoint("whisk-runtime-socket: fd 3\n", socket).as_deref(),
+            Some("unix:/r/c/x.sock")
         );
         assert_eq!(
-            announced_endpoint("whisk-runtime-socket: /elsewhere.sock\n", socket),
+            announced_endpoint("whisk-runtime-socket: fd 4\n", socket),
             None,
-            "only the socket it was given"
+            "only on the descriptor it was given"
         );
-        assert_eq!(
-            announced_endpoint("whisk-runtime-socket: /r/c/x/rt.sock", None),
-            None
-        );
+        assert_eq!(announced_endpoint("whisk-runtime-socket: fd 3", None), None);
         assert_eq!(
             announced_endpoint("whisk-runtime-port: 4321\n", None).as_deref(),
             Some("http://127.0.0.1:4321")
@@ -588,8 +609,10 @@ mod tests {
         };
         let c = exec.create(&spec).await.unwrap();
         assert!(c.endpoint().starts_with("unix:/"), "{}", c.endpoint());
-        assert!(c.endpoint().ends_with("/rt.sock"), "{}", c.endpoint());
+        let socket = std::path::PathBuf::from(c.endpoint().strip_prefix("unix:").unwrap());
+        assert!(socket.exists());
         c.destroy().await.unwrap();
+        assert!(!socket.exists(), "{} removed", socket.display());
         let machine = isolation::enforcement().network_namespace;
         assert_eq!(exec.enforcement().network_namespace, machine);
         let kept = ProcessExecutor::new().unwrap().with_host_network(true);

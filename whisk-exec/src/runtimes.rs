@@ -1,7 +1,8 @@
 //! The bundled runtime launchers and how each kind is started on the process executor.
 //!
-//! A launcher is a program that listens on the unix socket `$WHISK_RUNTIME_SOCKET` when it
-//! is set (and prints `whisk-runtime-socket: <path>` as its first stdout line), else on
+//! A launcher is a program that serves the listening unix socket it inherits on descriptor
+//! `$WHISK_RUNTIME_LISTEN_FD` when that is set (and prints `whisk-runtime-socket: fd <n>` as
+//! its first stdout line), else listens on
 //! `127.0.0.1:$WHISK_RUNTIME_PORT` (0 = any free port; it prints `whisk-runtime-port: <port>`),
 //! speaks the OpenWhisk runtime protocol (`/init`, `/run`) over HTTP/1.1 there, prints the
 //! end-of-activation sentinel on stdout and stderr after each run, and exits when its stdin
@@ -47,8 +48,9 @@ pub struct Launcher {
 pub enum PortMode {
     /// The runtime binds `$WHISK_RUNTIME_PORT` (0 = any) and prints `whisk-runtime-port: <n>`.
     Announced,
-    /// The runtime listens on the unix socket `$WHISK_RUNTIME_SOCKET` (a path in its
-    /// container's directory) and prints `whisk-runtime-socket: <path>`; it needs no network,
+    /// The runtime serves the listening unix socket it inherits on descriptor
+    /// `$WHISK_RUNTIME_LISTEN_FD` (the executor binds it beside the container's directory,
+    /// where no container sees it) and prints `whisk-runtime-socket: fd <n>`; it needs no network,
     /// so its container gets a network namespace of its own. Where the executor's directory
     /// is too deep for a socket address, it is started as `Announced` instead.
     Socket,

@@ -176,7 +176,7 @@ async fn the_environment_holds_only_the_spec_and_the_init_parameters() {
         "TMPDIR",
         "LANG",
         "WHISK_RUNTIME_PORT",
-        "WHISK_RUNTIME_SOCKET",
+        "WHISK_RUNTIME_LISTEN_FD",
         "MY_INIT_PARAM",
         // The sandbox (bwrap) sets the working directory's path.
         "PWD",

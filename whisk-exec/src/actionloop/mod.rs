@@ -280,14 +280,7 @@ impl ActionLoopContainer {
         let cannot = |e: &dyn std::fmt::Display| format!("Cannot start the action executable: {e}");
         launchable(exe).map_err(|e| cannot(&e))?;
         let (results, writer) = std::io::pipe().map_err(|e| cannot(&e))?;
-        // Descriptor 3 itself would be closed at exec (it is close-on-exec); any other
-        // number is duplicated onto 3 in the child, which clears that flag.
-        let writer: OwnedFd = if writer.as_raw_fd() == RESULT_FD {
-            let other = writer.try_clone().map_err(|e| cannot(&e))?;
-            OwnedFd::from(other)
-        } else {
-            OwnedFd::from(writer)
-        };
+        let writer = OwnedFd::from(writer);
         let (Some(out), Some(err)) = (&driver.out.child_end, &driver.err.child_end) else {
             return Err(cannot(&"the container was destroyed"));
         };
@@ -310,14 +303,7 @@ impl ActionLoopContainer {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let fd = writer.as_raw_fd();
-        // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || match nix::libc::dup2(fd, RESULT_FD) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            });
-        }
+        isolation::pass_fd(&mut cmd, writer.as_raw_fd(), RESULT_FD);
         let mut child = cmd.spawn().map_err(|e| cannot(&e))?;
         drop(writer); // so the process's exit shows as the end of its fd 3
         let pgid = child.id().unwrap_or(0);
