@@ -9,7 +9,7 @@
 //!   action's code there. It is removed on destroy.
 //! - **Environment.** The process starts with an empty environment plus `PATH` (the
 //!   platform's), `HOME` and `TMPDIR` (the working directory), `LANG=C.UTF-8`,
-//!   `WHISK_RUNTIME_PORT` (and `WHISK_RUNTIME_SOCKET` for runtimes on a socket) and the
+//!   `WHISK_RUNTIME_PORT` (and `WHISK_RUNTIME_LISTEN_FD` for runtimes on a socket) and the
 //!   entries of [`ContainerSpec::env`] (`__OW_API_HOST`). The
 //!   runtime protocol then adds the `__OW_*` values and the action's init parameters inside
 //!   the process. Nothing else of the platform's environment (credentials, configuration)
@@ -66,8 +66,10 @@
 //! - **Network, where bwrap can unshare the network namespace.** Containers of the bundled
 //!   `nodejs:20` and `python:3.11` kinds and `blackbox` containers get a network namespace
 //!   of their own, with nothing but their own loopback: no host service, not the platform's
-//!   API, not another container's runtime. Their runtime protocol runs on a unix socket in
-//!   the container's directory (`rt.sock`, `unix:<path>` endpoints). Actions therefore
+//!   API, not another container's runtime. Their runtime protocol runs on a unix socket
+//!   the executor binds at `<container directory>.sock` (`unix:<path>` endpoints), where no
+//!   container sees it, and hands to the runtime as a listening descriptor: no action can
+//!   replace it by a link the platform would follow. Actions therefore
 //!   cannot call the platform's API (`__OW_API_HOST`) unless the executor keeps the host
 //!   network ([`ProcessExecutor::with_host_network`](crate::ProcessExecutor::with_host_network)).
 //!
@@ -132,9 +134,10 @@ pub struct Enforcement {
     pub pid_namespace: bool,
     /// Containers of the bundled Node.js and Python kinds and `blackbox` containers have a
     /// network namespace of their own (`bwrap --unshare-net`: only a loopback interface of
-    /// their own), their runtime protocol on a unix socket in their directory. `java:17` and
+    /// their own), their runtime protocol on a unix socket beside their directory. `java:17` and
     /// external runtime proxies listen on a host TCP port and keep the host's network.
-    /// False when the executor was told to keep the host network
+    /// False when the executor's directory is too deep for socket addresses, or when it was
+    /// told to keep the host network
     /// ([`ProcessExecutor::with_host_network`](crate::ProcessExecutor::with_host_network)).
     pub network_namespace: bool,
 }
