@@ -246,7 +246,7 @@ async fn main() {
     create_noop(&base).await;
     let warm_docker = blocking_invokes(&base, 1, 500, Duration::from_secs(30)).await;
     on_docker.shutdown().await;
-    let on_process = platform(ExecutorChoice::Process).await;
+    let on_process = platform(ExecutorChoice::default()).await;
     let process_base = format!("http://{}", on_process.addr);
     create_noop(&process_base).await;
     let warm_process = blocking_invokes(&process_base, 1, 500, Duration::from_secs(30)).await;

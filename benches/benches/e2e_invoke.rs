@@ -73,16 +73,16 @@ fn main() {
             .await;
         assert!(init.response.is_success());
         let ctx = bench_context();
-        let run_body = Arc::new(serde_json::to_vec(&ctx.run_body(json!({}))).unwrap());
-        let run_url = Arc::new(format!("{}/run", container.endpoint()));
+        let run_body = Arc::new(ctx.run_body(json!({})));
+        // The runtime listens on a unix socket: the platform's own runtime client calls it.
+        let runtime = RuntimeClient::default();
+        let endpoint = Arc::new(container.endpoint().to_string());
         let direct = {
-            let http = http.clone();
             move || {
-                let (http, url, body) = (http.clone(), run_url.clone(), run_body.clone());
+                let (runtime, endpoint, body) = (runtime.clone(), endpoint.clone(), run_body.clone());
                 async move {
-                    let r = http.post(url.as_str()).header("content-type", "application/json").body((*body).clone()).send().await.unwrap();
-                    assert_eq!(r.status(), 200);
-                    let _ = r.bytes().await.unwrap();
+                    let out = runtime.run(&endpoint, &body, Duration::from_secs(10)).await;
+                    assert!(out.response.is_success(), "{:?}", out.response);
                     // The runtime writes sentinels after every run; drain them as the platform does.
                 }
             }

@@ -348,55 +348,33 @@ fn direct_run(
 /// `/run` on one of `containers` not in use by another call, as an op for the load drivers:
 /// each concurrent client gets a runtime process of its own, as the platform gives each
 /// concurrent activation a container (a runtime runs one activation at a time). With more
-/// calls in flight than processes, the extra ones share the first process. HTTP runtimes get
-/// a pre-serialised body; in-process ones (the actionloop driver) are called directly.
+/// calls in flight than processes, the extra ones share the first process. The platform's
+/// own runtime client calls them (HTTP runtimes over their socket or port, in-process ones,
+/// the actionloop driver, directly).
 fn direct_runs(
     containers: &[Arc<dyn Container>],
 ) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
-    let http = client();
     let runtime = RuntimeClient::default();
     let containers: Arc<Vec<Arc<dyn Container>>> = Arc::new(containers.to_vec());
-    let urls: Arc<Vec<String>> = Arc::new(
-        containers
-            .iter()
-            .map(|c| format!("{}/run", c.endpoint()))
-            .collect(),
-    );
     let free = Arc::new(std::sync::Mutex::new(
         (0..containers.len()).collect::<Vec<usize>>(),
     ));
     let value = Arc::new(whisk_benches::bench_context().run_body(json!({})));
-    let body = Arc::new(serde_json::to_vec(&*value).expect("body"));
     move || {
-        let (http, runtime, containers, urls, free, value, body) = (
-            http.clone(),
+        let (runtime, containers, free, value) = (
             runtime.clone(),
             containers.clone(),
-            urls.clone(),
             free.clone(),
             value.clone(),
-            body.clone(),
         );
         Box::pin(async move {
             let taken = free.lock().expect("free list").pop();
             let n = taken.unwrap_or(0);
             let c = &containers[n];
-            if c.in_process().is_some() {
-                let out = runtime
-                    .run_container(c.as_ref(), &value, Duration::from_secs(30))
-                    .await;
-                assert!(out.response.is_success(), "{:?}", out.response);
-            } else {
-                let r = http
-                    .post(urls[n].as_str())
-                    .header("content-type", "application/json")
-                    .body((*body).clone())
-                    .send()
-                    .await
-                    .expect("runtime reachable");
-                assert_eq!(r.status(), 200);
-                let _ = r.bytes().await;
-            }
+            let out = runtime
+                .run_container(c.as_ref(), &value, Duration::from_secs(30))
+                .await;
+            assert!(out.response.is_success(), "{:?}", out.response);
             if let Some(n) = taken {
                 free.lock().expect("free list").push(n);
             }

@@ -316,6 +316,12 @@ pub struct ExecutorArgs {
     /// The Docker network action containers join; the invoker reaches them by their IP on it.
     #[arg(long, default_value = "bridge")]
     pub docker_network: String,
+    /// `process` executor: keep the host's network for every container, so actions can call
+    /// the platform's API (`__OW_API_HOST`) and any service the host reaches. Without it,
+    /// Node.js, Python and blackbox actions run in a network namespace of their own (no
+    /// network but their own loopback).
+    #[arg(long)]
+    pub action_host_network: bool,
 }
 
 impl ExecutorArgs {
@@ -326,7 +332,9 @@ impl ExecutorArgs {
                 host: self.docker_host.clone(),
                 network: self.docker_network.clone(),
             },
-            _ => crate::cluster::ExecutorChoice::Process,
+            _ => crate::cluster::ExecutorChoice::Process {
+                host_network: self.action_host_network,
+            },
         }
     }
 }
@@ -375,4 +383,36 @@ pub async fn terminated() -> std::io::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ExecutorChoice;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        executor: ExecutorArgs,
+    }
+
+    fn choice(args: &[&str]) -> ExecutorChoice {
+        let argv = std::iter::once("whisk").chain(args.iter().copied());
+        Args::try_parse_from(argv).unwrap().executor.choice()
+    }
+
+    #[test]
+    fn action_host_network_keeps_the_host_network_of_process_containers() {
+        let process = |host_network| ExecutorChoice::Process { host_network };
+        assert_eq!(choice(&[]), process(false));
+        assert_eq!(choice(&[]), ExecutorChoice::default());
+        assert_eq!(choice(&["--action-host-network"]), process(true));
+        let docker = ExecutorChoice::Docker {
+            host: None,
+            network: "bridge".into(),
+        };
+        assert_eq!(choice(&["--executor", "docker"]), docker);
+        assert!(Args::try_parse_from(["whisk", "--action-host-network=maybe"]).is_err());
+    }
 }

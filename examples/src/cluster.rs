@@ -23,11 +23,15 @@ use whisk_exec::docker::{DockerConfig, DockerExecutor};
 use whisk_exec::ProcessExecutor;
 
 /// Which executor runs an invoker's containers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorChoice {
     /// Local runtime processes (sandboxed; see the README's "Isolation").
-    #[default]
-    Process,
+    Process {
+        /// Containers keep the host's network, so actions can call the platform's API
+        /// (`__OW_API_HOST`); otherwise those of Node.js, Python and blackbox actions get a
+        /// network namespace of their own ([`ProcessExecutor::with_host_network`]).
+        host_network: bool,
+    },
     /// Docker containers running the manifest's images (OpenWhisk's runtime images) and
     /// blackbox actions' own images, on `network` of the daemon at `host` (`None`:
     /// `DOCKER_HOST` or the local default socket).
@@ -37,6 +41,15 @@ pub enum ExecutorChoice {
         /// The Docker network the containers join (the invoker must reach their IPs).
         network: String,
     },
+}
+
+impl Default for ExecutorChoice {
+    /// Local processes without the host's network.
+    fn default() -> Self {
+        Self::Process {
+            host_network: false,
+        }
+    }
 }
 
 /// Settings of one invoker.
@@ -87,7 +100,7 @@ impl Default for InvokerSettings {
             retention: Arc::default(),
             hidden: Vec::new(),
             ping_interval: InvokerConfig::default().ping_interval,
-            executor: ExecutorChoice::Process,
+            executor: ExecutorChoice::default(),
             unique_name: String::new(),
             metrics: Arc::default(),
             user_events: false,
@@ -172,8 +185,10 @@ async fn executor(
     container_prefix: &str,
 ) -> std::io::Result<Arc<dyn ContainerExecutor>> {
     match &settings.executor {
-        ExecutorChoice::Process => {
-            let mut executor = ProcessExecutor::new()?.with_manifest(&settings.manifest);
+        ExecutorChoice::Process { host_network } => {
+            let mut executor = ProcessExecutor::new()?
+                .with_manifest(&settings.manifest)
+                .with_host_network(*host_network);
             for path in &settings.hidden {
                 executor = executor.with_hidden(path);
             }

@@ -105,7 +105,7 @@ impl Default for StandaloneConfig {
             cache: CacheConfig::default(),
             retention: Retention::default(),
             retention_sweep: Duration::from_secs(60),
-            executor: ExecutorChoice::Process,
+            executor: ExecutorChoice::default(),
             unique_name: String::new(),
             user_events: false,
             feeds: crate::feeds::FeedSettings::default(),

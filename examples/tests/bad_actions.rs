@@ -8,6 +8,7 @@ use common::Platform;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use whisk_core::testkit::procs::{self, NODE_REF, NODE_SELF};
 
 const EXITED: &str = "The action did not produce a valid response and exited unexpectedly.";
 
@@ -38,15 +39,12 @@ fn messages(record: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Whether process `pid` is gone (or a zombie) within `wait`.
-async fn dies(pid: u64, wait: Duration) -> bool {
+/// Whether the process with reference `reference` (see `whisk_core::testkit::procs`) is
+/// gone (or a zombie) within `wait`.
+async fn dies(reference: &str, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, s)| s.trim_start().chars().next());
-        if matches!(state, None | Some('Z') | Some('X')) {
+        if procs::gone(reference) {
             return true;
         }
         if Instant::now() > deadline {
@@ -76,21 +74,24 @@ async fn a_fork_bomb_is_stopped_by_the_process_limit() {
     p.action(
         "forkbomb",
         "nodejs:20",
-        "const { spawn } = require('child_process');\n\
-         function main() {\n\
-           for (let i = 0; i < 500; i++) {\n\
-             const kid = spawn('sleep', ['20'], {stdio: 'ignore'});\n\
-             if (kid.pid) console.log('kid ' + kid.pid);\n\
-           }\n\
-           return new Promise(r => setTimeout(() => r({survived: true}), 500));\n\
-         }",
+        &format!(
+            "const {{ spawn }} = require('child_process');\n\
+             {NODE_REF}\n\
+             function main() {{\n\
+               for (let i = 0; i < 500; i++) {{\n\
+                 const kid = spawn('sleep', ['20'], {{stdio: 'ignore'}});\n\
+                 if (kid.pid) console.log('kid ' + ref(kid.pid));\n\
+               }}\n\
+               return new Promise(r => setTimeout(() => r({{survived: true}}), 500));\n\
+             }}"
+        ),
         json!({}),
     )
     .await;
     let r = p.invoke("forkbomb", json!({}), "").await;
-    let kids: Vec<u64> = messages(&p.record(&r.body).await)
+    let kids: Vec<String> = messages(&p.record(&r.body).await)
         .iter()
-        .filter_map(|m| m.strip_prefix("kid ")?.parse().ok())
+        .filter_map(|m| Some(m.strip_prefix("kid ")?.to_string()))
         .collect();
     if limited {
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
@@ -103,7 +104,7 @@ async fn a_fork_bomb_is_stopped_by_the_process_limit() {
         );
         // The crashed container was destroyed with everything it started.
         for kid in &kids {
-            assert!(dies(*kid, Duration::from_secs(5)).await, "child {kid} gone");
+            assert!(dies(kid, Duration::from_secs(5)).await, "child {kid} gone");
         }
     } else {
         eprintln!("no pids cgroup on this machine: the fork bomb was not limited");
@@ -217,7 +218,7 @@ async fn an_action_that_never_answers_times_out_and_is_killed() {
     p.action(
         "spin",
         "nodejs:20",
-        "function main() { console.log('pid ' + process.pid); while (true) {} }",
+        &format!("function main() {{ console.log('pid ' + {NODE_SELF}); while (true) {{}} }}"),
         json!({"limits": {"timeout": 1000}}),
     )
     .await;
@@ -228,12 +229,12 @@ async fn an_action_that_never_answers_times_out_and_is_killed() {
         r.body["response"]["result"],
         json!({"error": "The action exceeded its time limits of 1000 milliseconds."})
     );
-    let pid: u64 = messages(&p.record(&r.body).await)
+    let pid = messages(&p.record(&r.body).await)
         .iter()
-        .find_map(|m| m.strip_prefix("pid ")?.parse().ok())
+        .find_map(|m| Some(m.strip_prefix("pid ")?.to_string()))
         .expect("the action logged its pid");
     assert!(
-        dies(pid, Duration::from_secs(5)).await,
+        dies(&pid, Duration::from_secs(5)).await,
         "runtime {pid} killed"
     );
     still_serves(&p).await;

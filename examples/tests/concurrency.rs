@@ -7,6 +7,7 @@ use common::{Platform, StandaloneConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// Returns its process's reference (`whisk_core::testkit::procs`), one per container.
 const OVERLAP: &str = r#"
 let active = 0;
 async function main(p) {
@@ -17,7 +18,8 @@ async function main(p) {
   console.error(`end ${p.n}`);
   const most = Math.max(seen, active);
   active -= 1;
-  return {n: p.n, pid: process.pid, most};
+  const pid = require('fs').readlinkSync('/proc/self/ns/pid') + ' ' + process.pid;
+  return {n: p.n, pid, most};
 }"#;
 
 #[tokio::test]

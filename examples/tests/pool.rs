@@ -7,8 +7,12 @@ use common::Platform;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
+use whisk_core::testkit::procs::{host_pid, NODE_SELF};
 
-const NOOP: &str = "function main(p) { return {pid: process.pid}; }";
+/// Returns its process's reference (`whisk_core::testkit::procs`): one per container.
+fn noop() -> String {
+    format!("function main(p) {{ return {{pid: {NODE_SELF}}}; }}")
+}
 
 fn cold(r: &Value) -> bool {
     r["annotations"]
@@ -21,8 +25,8 @@ fn cold(r: &Value) -> bool {
 #[tokio::test]
 async fn warm_reuse_is_per_action() {
     let p = Platform::start().await;
-    p.action("a", "nodejs:20", NOOP, json!({})).await;
-    p.action("b", "nodejs:20", NOOP, json!({})).await;
+    p.action("a", "nodejs:20", &noop(), json!({})).await;
+    p.action("b", "nodejs:20", &noop(), json!({})).await;
     let a1 = p.invoke("a", json!({}), "").await.body;
     let a2 = p.invoke("a", json!({}), "").await.body;
     let b1 = p.invoke("b", json!({}), "").await.body;
@@ -40,7 +44,7 @@ async fn warm_reuse_is_per_action() {
     p.action(
         "a",
         "nodejs:20",
-        "function main() { return {pid: process.pid, v: 2}; }",
+        &format!("function main() {{ return {{pid: {NODE_SELF}, v: 2}}; }}"),
         json!({}),
     )
     .await;
@@ -53,7 +57,7 @@ async fn warm_reuse_is_per_action() {
 async fn least_recently_used_idle_container_is_evicted() {
     let p = Platform::start_with(512, Duration::from_secs(600)).await;
     for name in ["a", "b", "c"] {
-        p.action(name, "nodejs:20", NOOP, json!({})).await;
+        p.action(name, "nodejs:20", &noop(), json!({})).await;
     }
     assert!(cold(&p.invoke("a", json!({}), "").await.body));
     assert!(cold(&p.invoke("b", json!({}), "").await.body));
@@ -79,8 +83,10 @@ async fn least_recently_used_idle_container_is_evicted() {
 #[tokio::test]
 async fn runs_queue_when_nothing_fits() {
     let p = Platform::start_with(256, Duration::from_secs(600)).await;
-    let sleepy = "function main(p) { return new Promise(r => setTimeout(() => r({pid: process.pid}), 200)); }";
-    p.action("s", "nodejs:20", sleepy, json!({})).await;
+    let sleepy = format!(
+        "function main(p) {{ return new Promise(r => setTimeout(() => r({{pid: {NODE_SELF}}}), 200)); }}"
+    );
+    p.action("s", "nodejs:20", &sleepy, json!({})).await;
     let results = futures::future::join_all((0..4).map(|_| p.invoke("s", json!({}), ""))).await;
     let pids: Vec<Value> = results
         .iter()
@@ -94,8 +100,13 @@ async fn runs_queue_when_nothing_fits() {
     assert_eq!(results.iter().filter(|r| cold(&r.body)).count(), 1);
     assert_eq!(p.platform.pool().live_count(), 1);
     // An action larger than the whole budget fails as a whisk error instead of waiting forever.
-    p.action("big", "nodejs:20", NOOP, json!({"limits": {"memory": 512}}))
-        .await;
+    p.action(
+        "big",
+        "nodejs:20",
+        &noop(),
+        json!({"limits": {"memory": 512}}),
+    )
+    .await;
     let r = p.invoke("big", json!({}), "").await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.body["response"]["status"], "whisk internal error");
@@ -143,7 +154,7 @@ async fn concurrent_first_runs(n: usize, max_cold_starts: Option<usize>) -> u64 
     use whisk_core::invoker::pool::{ContainerPool, Job, PoolConfig};
     use whisk_core::runtime::{ActivationContext, RuntimeClient};
     let put: WhiskActionPut =
-        serde_json::from_value(json!({"exec": {"kind": "nodejs:20", "code": NOOP}})).unwrap();
+        serde_json::from_value(json!({"exec": {"kind": "nodejs:20", "code": &noop()}})).unwrap();
     let config = ControllerConfig::default();
     let action = Arc::new(
         WhiskAction::create("guest", "burst", put, &config.manifest, &config.limits, 0).unwrap(),
@@ -195,7 +206,7 @@ async fn a_burst_of_first_runs_starts_only_as_many_containers_as_may_start_at_on
 #[tokio::test]
 async fn idle_containers_are_removed_after_the_timeout() {
     let p = Platform::start_with(1024, Duration::from_millis(300)).await;
-    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.action("a", "nodejs:20", &noop(), json!({})).await;
     p.invoke("a", json!({}), "").await;
     assert_eq!(p.platform.pool().live_count(), 1);
     let mut gone = false;
@@ -238,7 +249,7 @@ async fn prewarmed_stem_cells_serve_cold_starts_and_are_replaced() {
     // The bundled manifest keeps two nodejs:20 and one python:3.11 stem cell of 256 MB.
     let m = metrics_until(&p, |m| m["prewarmed"] == 3).await;
     assert_eq!(m["usedMemoryMb"], 768);
-    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.action("a", "nodejs:20", &noop(), json!({})).await;
     p.action(
         "py",
         "python:3.11",
@@ -260,8 +271,13 @@ async fn prewarmed_stem_cells_serve_cold_starts_and_are_replaced() {
     );
     assert_eq!(m["idle"], 2, "the used stem cells are now warm containers");
     // A kind or memory without stem cells starts cold.
-    p.action("big", "nodejs:20", NOOP, json!({"limits": {"memory": 512}}))
-        .await;
+    p.action(
+        "big",
+        "nodejs:20",
+        &noop(),
+        json!({"limits": {"memory": 512}}),
+    )
+    .await;
     p.invoke("big", json!({}), "").await;
     assert_eq!(
         metrics_until(&p, |m| m["coldStarts"] == 1).await["prewarmed"],
@@ -302,9 +318,10 @@ async fn idle_containers_are_paused_and_resumed_on_use() {
         ..Default::default()
     })
     .await;
-    p.action("a", "nodejs:20", NOOP, json!({})).await;
+    p.action("a", "nodejs:20", &noop(), json!({})).await;
     let first = p.invoke("a", json!({}), "").await.body;
-    let pid = first["response"]["result"]["pid"].as_u64().unwrap();
+    let reference = first["response"]["result"]["pid"].clone();
+    let pid = host_pid(reference.as_str().unwrap()).expect("running");
     metrics_until(&p, |m| m["paused"] == 1).await;
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let state = state[state.rfind(')').unwrap() + 2..]
@@ -314,7 +331,7 @@ async fn idle_containers_are_paused_and_resumed_on_use() {
     assert_eq!(state, 'T', "the runtime process is stopped while paused");
     let again = p.invoke("a", json!({}), "").await.body;
     assert_eq!(
-        again["response"]["result"]["pid"], pid,
+        again["response"]["result"]["pid"], reference,
         "same container, resumed"
     );
     assert!(!cold(&again));

@@ -51,7 +51,8 @@ pub trait Container: Send + Sync {
     /// The executor's id for it.
     fn id(&self) -> &str;
 
-    /// Base URL of its runtime protocol endpoint, e.g. `http://127.0.0.1:43121`.
+    /// Base URL of its runtime protocol endpoint, e.g. `http://127.0.0.1:43121`, or
+    /// `unix:<path>` for a runtime listening on a unix socket.
     fn endpoint(&self) -> &str;
 
     /// Suspends it while idle (no-op for executors that cannot).

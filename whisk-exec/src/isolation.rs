@@ -9,7 +9,8 @@
 //!   action's code there. It is removed on destroy.
 //! - **Environment.** The process starts with an empty environment plus `PATH` (the
 //!   platform's), `HOME` and `TMPDIR` (the working directory), `LANG=C.UTF-8`,
-//!   `WHISK_RUNTIME_PORT` and the entries of [`ContainerSpec::env`] (`__OW_API_HOST`). The
+//!   `WHISK_RUNTIME_PORT` (and `WHISK_RUNTIME_LISTEN_FD` for runtimes on a socket) and the
+//!   entries of [`ContainerSpec::env`] (`__OW_API_HOST`). The
 //!   runtime protocol then adds the `__OW_*` values and the action's init parameters inside
 //!   the process. Nothing else of the platform's environment (credentials, configuration)
 //!   reaches an action.
@@ -48,12 +49,29 @@
 //!   activations at the stderr sentinel.
 //!
 //! - **Files, where `bwrap` (bubblewrap) is usable.** Each launcher (and each `blackbox`
-//!   executable) runs in a bwrap sandbox:
+//!   executable) runs in a bwrap sandbox without any capability (also when the platform runs
+//!   as root: no action can undo the sandbox's mounts):
 //!   the root file system read-only (also `/tmp`; `TMPDIR` is the container's directory), the
 //!   executor's `containers` directory replaced by an empty one except the container's own
 //!   (writable) directory, and the paths given to `ProcessExecutor::with_hidden` replaced by
 //!   empty ones. Other containers' files and hidden platform data are invisible; nothing
 //!   outside the container's directory is writable.
+//! - **Processes, where bwrap can unshare the PID namespace.** Each container has a PID
+//!   namespace of its own with a fresh `/proc`: an action sees and signals only its own
+//!   processes (not the platform's, whose `/proc/<pid>/environ` and `cmdline` may hold keys,
+//!   nor other containers'), and an IPC namespace of its own. Orphans are adopted by bwrap's init in the namespace, and when
+//!   the container's first process ends, the kernel kills everything left in the namespace,
+//!   also processes that left the process group and the cgroups. The executor keeps working
+//!   with host pids: the process group, the cgroups and the exit check all see them.
+//! - **Network, where bwrap can unshare the network namespace.** Containers of the bundled
+//!   `nodejs:20` and `python:3.11` kinds and `blackbox` containers get a network namespace
+//!   of their own, with nothing but their own loopback: no host service, not the platform's
+//!   API, not another container's runtime. Their runtime protocol runs on a unix socket
+//!   the executor binds at `<container directory>.sock` (`unix:<path>` endpoints), where no
+//!   container sees it, and hands to the runtime as a listening descriptor: no action can
+//!   replace it by a link the platform would follow. Actions therefore
+//!   cannot call the platform's API (`__OW_API_HOST`) unless the executor keeps the host
+//!   network ([`ProcessExecutor::with_host_network`](crate::ProcessExecutor::with_host_network)).
 //!
 //! # Not isolated
 //!
@@ -61,10 +79,17 @@
 //!   *users* out of a container's directory, but every action can then read and write
 //!   whatever the platform's user can. With bwrap, the rest of the file system is still
 //!   readable. There is no disk quota.
-//! - **Processes and signals.** No PID namespace: an action sees every process in `/proc`
-//!   and may signal any process of the same user, the platform included.
-//! - **Network.** No network namespace: actions reach the loopback interface, so the
-//!   platform's API and other containers' runtime ports, and everything the host reaches.
+//! - **Without bwrap**, or where it cannot unshare a namespace: an action sees every process
+//!   in `/proc` and may signal any process of the same user, the platform included, and
+//!   reaches the loopback interface (the platform's API, other containers' runtime ports) and
+//!   everything the host reaches.
+//! - **Network of `java:17` and external runtime proxies.** They listen on a loopback TCP
+//!   port (the JDK's `HttpServer` has no unix sockets), so they keep the host's network:
+//!   they reach every host service, and any process on the host (not other sandboxed
+//!   containers) can connect to their port. The same holds for every container of an
+//!   executor that keeps the host network.
+//! - **User.** No user namespace: actions run as the platform's user (root included), inside
+//!   the sandbox above.
 //! - **CPU.** No CPU shares or quota; a busy action competes with the platform.
 //! - **Without cgroups** there is no memory limit for Node.js or Java actions and no process
 //!   limit at all (only the process-group kill on destroy).
@@ -103,12 +128,28 @@ pub struct Enforcement {
     /// Each container sees the file system through `bwrap`: read-only, with only its own
     /// directory writable and other containers' directories (and hidden paths) invisible.
     pub filesystem: bool,
+    /// Each container has a PID namespace of its own (`bwrap --unshare-pid`, with a fresh
+    /// `/proc`): it sees and signals only its own processes, and all of them end with it.
+    /// It gets an IPC namespace of its own too (no System V IPC shared with the host).
+    pub pid_namespace: bool,
+    /// Containers of the bundled Node.js and Python kinds and `blackbox` containers have a
+    /// network namespace of their own (`bwrap --unshare-net`: only a loopback interface of
+    /// their own), their runtime protocol on a unix socket beside their directory. `java:17` and
+    /// external runtime proxies listen on a host TCP port and keep the host's network.
+    /// False when the executor's directory is too deep for socket addresses, or when it was
+    /// told to keep the host network
+    /// ([`ProcessExecutor::with_host_network`](crate::ProcessExecutor::with_host_network)).
+    pub network_namespace: bool,
 }
 
 struct Probe {
     prlimit: Option<PathBuf>,
     /// `bwrap` (bubblewrap), when it is installed and can build a sandbox here.
     bwrap: Option<PathBuf>,
+    /// `bwrap --unshare-pid` works here.
+    pid_ns: bool,
+    /// `bwrap --unshare-net` works here.
+    net_ns: bool,
     /// The `whisk` parent cgroup in the `pids` hierarchy.
     pids: Option<PathBuf>,
     /// The `whisk` parent cgroup in the `memory` hierarchy.
@@ -124,27 +165,35 @@ fn probe() -> &'static Probe {
                 "prlimit (util-linux) not found: process containers run without rlimits"
             );
         }
-        let bwrap = find_program("bwrap").filter(|b| {
-            std::process::Command::new(b)
-                .args([
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "true",
-                ])
+        let sandboxed = |bwrap: &Path, extra: &[&str]| {
+            std::process::Command::new(bwrap)
+                .args(extra)
+                .args(["--cap-drop", "ALL", "--ro-bind", "/", "/"])
+                .args(["--dev", "/dev", "--proc", "/proc", "true"])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
-        });
+        };
+        let bwrap = find_program("bwrap").filter(|b| sandboxed(b, &[]));
+        let pid_ns = bwrap
+            .as_ref()
+            .is_some_and(|b| sandboxed(b, &["--unshare-pid", "--unshare-ipc"]));
+        let net_ns = bwrap
+            .as_ref()
+            .is_some_and(|b| sandboxed(b, &["--unshare-net"]));
         if bwrap.is_none() {
             tracing::warn!(
-                "bwrap (bubblewrap) not usable: process containers share the file system"
+                "bwrap (bubblewrap) not usable: process containers share the file system, \
+                 the processes and the network of the host"
+            );
+        } else if !pid_ns || !net_ns {
+            tracing::warn!(
+                pid_namespace = pid_ns,
+                network_namespace = net_ns,
+                "bwrap cannot create every namespace here: process containers share what it \
+                 cannot"
             );
         }
         let pids = parent_cgroup("pids");
@@ -160,13 +209,17 @@ fn probe() -> &'static Probe {
         Probe {
             prlimit,
             bwrap,
+            pid_ns,
+            net_ns,
             pids,
             memory,
         }
     })
 }
 
-/// What is enforced on this machine.
+/// What is enforced on this machine for an executor that does not keep the host network
+/// ([`ProcessExecutor::enforcement`](crate::ProcessExecutor::enforcement) says it for one
+/// executor).
 pub fn enforcement() -> Enforcement {
     let p = probe();
     Enforcement {
@@ -174,6 +227,8 @@ pub fn enforcement() -> Enforcement {
         pids_cgroup: p.pids.is_some(),
         memory_cgroup: p.memory.is_some(),
         filesystem: p.bwrap.is_some(),
+        pid_namespace: p.pid_ns,
+        network_namespace: p.net_ns,
     }
 }
 
@@ -250,11 +305,60 @@ fn sweep(parent: &Path) {
     }
 }
 
+/// At most this many characters of a container's name go into its directory's name (short
+/// enough for the runtime socket's path to fit a unix socket address).
+const SLOT_NAME_CHARS: usize = 24;
+/// The longest slot name: the cleaned name, `-` and a 10-character random suffix.
+const SLOT_MAX: usize = SLOT_NAME_CHARS + 11;
+/// The longest path a unix socket address holds (`sun_path` is 108 bytes, NUL included).
+const SOCKET_PATH_MAX: usize = 107;
+/// The file descriptor a runtime inherits its listening socket on.
+pub(crate) const LISTEN_FD: i32 = 3;
+
+/// The runtime socket of the container whose directory is `workdir`: `<workdir>.sock`,
+/// beside the directory, so no container sees it (the containers' directory is hidden, the
+/// own directory only is bound) and no action can replace it.
+pub(crate) fn socket_path(workdir: &Path) -> PathBuf {
+    workdir.with_extension("sock")
+}
+
+/// Whether the runtime socket of every container under the runtimes directory `base` has a
+/// path short enough for a unix socket address.
+pub(crate) fn sockets_fit(base: &Path) -> bool {
+    let longest = socket_path(&base.join("containers").join("x".repeat(SLOT_MAX)));
+    longest.as_os_str().len() <= SOCKET_PATH_MAX
+}
+
+/// Makes the process `cmd` starts inherit `fd` as descriptor `target` (not closed at exec).
+pub(crate) fn pass_fd(cmd: &mut tokio::process::Command, fd: i32, target: i32) {
+    // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec. dup2 onto
+    // another number clears close-on-exec; onto the same number it would not, so that case
+    // clears the flag itself.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+                if flags == -1
+                    || nix::libc::fcntl(fd, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC)
+                        == -1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            match nix::libc::dup2(fd, target) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+}
+
 /// A name usable as a directory name: `name` cleaned, plus a random suffix.
 pub(crate) fn slot_name(name: &str) -> String {
     let clean: String = name
         .chars()
-        .take(64)
+        .take(SLOT_NAME_CHARS)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -279,11 +383,21 @@ pub(crate) fn create_workdir(base: &Path, slot: &str) -> std::io::Result<PathBuf
     Ok(dir)
 }
 
-/// The command that starts `program args` confined: in a `bwrap` file-system sandbox where
-/// available (the root file system read-only, the containers' directory replaced by an empty
-/// one except `workdir`, `hidden` paths replaced by empty ones), with rlimits
-/// through `prlimit`, an empty environment plus `env`, `workdir` as current directory, `HOME`
-/// and `TMPDIR`, and a process group of its own.
+/// What a container's `bwrap` sandbox hides and unshares besides the file system.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sandbox {
+    /// Paths replaced by empty directories (the platform's data directory, ...).
+    pub(crate) hidden: Vec<PathBuf>,
+    /// Whether the container gets a network namespace of its own (only its own loopback).
+    pub(crate) own_network: bool,
+}
+
+/// The command that starts `program args` confined: in a `bwrap` sandbox where available
+/// (the root file system read-only, the containers' directory replaced by an empty one
+/// except `workdir`, `sandbox.hidden` paths replaced by empty ones, a PID namespace of its
+/// own with a fresh `/proc`, and a network namespace of its own if `sandbox.own_network`),
+/// with rlimits through `prlimit`, an empty environment plus `env`, `workdir` as current
+/// directory, `HOME` and `TMPDIR`, and a process group of its own.
 pub(crate) fn command(
     program: &str,
     args: &[String],
@@ -291,12 +405,26 @@ pub(crate) fn command(
     memory_mb: u64,
     workdir: &Path,
     env: &[(String, String)],
-    hidden: &[PathBuf],
+    sandbox: &Sandbox,
 ) -> tokio::process::Command {
     let mut argv: Vec<std::ffi::OsString> = Vec::new();
-    if let Some(bwrap) = &probe().bwrap {
+    let p = probe();
+    if let Some(bwrap) = &p.bwrap {
         argv.push(bwrap.into());
+        // The namespace's first process (bwrap's init) is the parent of the action's
+        // orphans; when it ends, the kernel kills everything left in the namespace.
+        if p.pid_ns {
+            argv.push("--unshare-pid".into());
+            argv.push("--unshare-ipc".into());
+        }
+        if p.net_ns && sandbox.own_network {
+            argv.push("--unshare-net".into());
+        }
+        // No capabilities, even for a platform running as root: else an action could
+        // unmount what hides the platform's data (and the host's /proc below the fresh one).
         for a in [
+            "--cap-drop",
+            "ALL",
             "--die-with-parent",
             "--unsetenv",
             "PWD",
@@ -315,7 +443,7 @@ pub(crate) fn command(
             argv.push("--tmpfs".into());
             argv.push(p.into());
         };
-        for h in hidden.iter().filter(|h| h.is_dir()) {
+        for h in sandbox.hidden.iter().filter(|h| h.is_dir()) {
             tmpfs(h);
         }
         if let Some(containers) = containers {
@@ -323,7 +451,7 @@ pub(crate) fn command(
         }
         argv.extend(["--bind".into(), workdir.into(), workdir.into(), "--".into()]);
     }
-    if let Some(prlimit) = &probe().prlimit {
+    if let Some(prlimit) = &p.prlimit {
         argv.push(prlimit.into());
         argv.push(format!("--nofile={NOFILE}:{NOFILE}").into());
         argv.push("--core=0".into());
@@ -521,4 +649,24 @@ pub(crate) fn process_exited(pid: u32) -> bool {
 /// Sends `signal` to process group `pgid`.
 pub(crate) fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
     killpg(Pid::from_raw(pgid as i32), signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_fit_below_short_directories_only() {
+        assert!(sockets_fit(Path::new(
+            "/tmp/whisk-runtimes-0123456789abcdef"
+        )));
+        assert!(!sockets_fit(&Path::new("/tmp").join("d".repeat(80))));
+        // The longest slot name is what is checked.
+        let slot = slot_name(&"n".repeat(200));
+        assert_eq!(slot.len(), SLOT_MAX);
+        let base = Path::new("/tmp/whisk-runtimes-0123456789abcdef");
+        let socket = socket_path(&base.join("containers").join(slot));
+        assert!(socket.as_os_str().len() <= SOCKET_PATH_MAX);
+        assert!(socket.to_string_lossy().ends_with(".sock"));
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`ContainerExecutor`](whisk_core::executor::ContainerExecutor) backends for whisk.
 //! [`ProcessExecutor`] runs every container as a local runtime process speaking the
-//! OpenWhisk runtime protocol on a loopback port, using the bundled launchers for
+//! OpenWhisk runtime protocol on a unix socket in its sandbox (or a loopback port), using the
+//! bundled launchers for
 //! `nodejs:20` (the machine's `node`) and `python:3.11` (the machine's `python3`).
 //! [`isolation`] says what each process container is (and is not) isolated from.
 //! With feature `docker`, [`docker::DockerExecutor`] runs OpenWhisk's runtime images as

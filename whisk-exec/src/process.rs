@@ -1,9 +1,10 @@
-//! The `process` executor: each container is a runtime launcher process on a loopback port,
+//! The `process` executor: each container is a runtime launcher process speaking the runtime
+//! protocol on a unix socket in its directory (or, for kinds that cannot, a loopback port),
 //! confined as far as the machine allows (see [`crate::isolation`] for what is and is not
 //! isolated).
 
 use crate::actionloop::{self, ActionLoopContainer};
-use crate::isolation::{self, Cgroups, Enforcement};
+use crate::isolation::{self, Cgroups, Enforcement, Sandbox};
 use crate::logbuf::LogBuffer;
 use crate::runtimes::Launcher;
 use crate::runtimes::PortMode;
@@ -36,6 +37,10 @@ pub struct ProcessExecutor {
     dir: PathBuf,
     /// Paths containers must not see (the platform's data directory, ...).
     hidden: Vec<PathBuf>,
+    /// Containers keep the host's network (no network namespace of their own).
+    host_network: bool,
+    /// Runtime sockets under `dir` fit a unix socket address (else runtimes use TCP).
+    sockets: bool,
     launchers: HashMap<String, Launcher>,
 }
 
@@ -43,13 +48,28 @@ impl ProcessExecutor {
     /// An executor with the bundled `nodejs:20` (`node`) and `python:3.11` (`python3`)
     /// launchers, written to a fresh directory under the system temp dir.
     pub fn new() -> std::io::Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("whisk-runtimes-{}", uuid::Uuid::new_v4().simple()));
+        Self::in_dir(std::env::temp_dir())
+    }
+
+    /// An executor whose runtimes directory is a fresh directory in `parent`.
+    fn in_dir(parent: PathBuf) -> std::io::Result<Self> {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let dir = parent.join(format!("whisk-runtimes-{}", &random[..16]));
         std::fs::create_dir_all(&dir)?;
         let launchers = crate::runtimes::bundled(&dir)?;
+        let sockets = isolation::sockets_fit(&dir);
+        if !sockets {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the runtimes directory's path is too long for unix sockets: runtimes listen \
+                 on loopback ports and keep the host's network"
+            );
+        }
         Ok(Self {
             dir,
             hidden: Vec::new(),
+            host_network: false,
+            sockets,
             launchers,
         })
     }
@@ -69,6 +89,15 @@ impl ProcessExecutor {
     /// where the file-system sandbox is available.
     pub fn with_hidden(mut self, path: impl Into<PathBuf>) -> Self {
         self.hidden.push(path.into());
+        self
+    }
+
+    /// With `keep` true, containers keep the host's network instead of a network namespace
+    /// of their own: actions can then call the platform's API (`__OW_API_HOST`) and any
+    /// service the host reaches (and so also the platform's internals on loopback). The
+    /// runtime protocol stays on unix sockets.
+    pub fn with_host_network(mut self, keep: bool) -> Self {
+        self.host_network = keep;
         self
     }
 
@@ -99,10 +128,21 @@ impl ProcessExecutor {
         }))
     }
 
-    /// What this machine lets the executor enforce (rlimits, cgroups); probed once per
-    /// process.
+    /// What this executor enforces on this machine (rlimits, cgroups, sandbox, namespaces);
+    /// the machine is probed once per process.
     pub fn enforcement(&self) -> Enforcement {
-        isolation::enforcement()
+        let mut e = isolation::enforcement();
+        e.network_namespace &= !self.host_network && self.sockets;
+        e
+    }
+
+    /// The sandbox of a container; `own_network` if its runtime can do without the host's
+    /// network (and the executor does not keep it).
+    fn sandbox(&self, own_network: bool) -> Sandbox {
+        Sandbox {
+            hidden: self.hidden.clone(),
+            own_network: own_network && !self.host_network,
+        }
     }
 }
 
@@ -126,7 +166,8 @@ impl ContainerExecutor for ProcessExecutor {
         let Some(launcher) = self.launchers.get(&spec.kind) else {
             if spec.kind == actionloop::KIND {
                 let confinement = self.confinement(spec)?;
-                return match ActionLoopContainer::create(spec, confinement.clone(), &self.hidden) {
+                let sandbox = self.sandbox(true);
+                return match ActionLoopContainer::create(spec, confinement.clone(), sandbox) {
                     Ok(c) => Ok(Arc::new(c)),
                     Err(e) => {
                         confinement.remove().await;
@@ -140,11 +181,28 @@ impl ContainerExecutor for ProcessExecutor {
         let confinement = self.confinement(spec)?;
         let assigned =
             match launcher.port {
-                PortMode::Announced => None,
+                PortMode::Announced | PortMode::Socket => None,
                 PortMode::Assigned => Some(free_port().map_err(|e| {
                     ExecutorError::StartFailed(format!("no free loopback port: {e}"))
                 })?),
             };
+        // A runtime on a unix socket needs no network: it gets a namespace of its own. The
+        // executor binds the socket where no container sees it and hands the runtime the
+        // listening descriptor, so no action can move or replace it.
+        let socket = (launcher.port == PortMode::Socket && self.sockets)
+            .then(|| isolation::socket_path(&confinement.workdir));
+        let listener = match &socket {
+            Some(path) => match std::os::unix::net::UnixListener::bind(path) {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    confinement.clone().remove().await;
+                    return Err(ExecutorError::StartFailed(format!(
+                        "cannot bind the runtime's socket: {e}"
+                    )));
+                }
+            },
+            None => None,
+        };
         let args: Vec<String> = match assigned {
             Some(port) => launcher
                 .args
@@ -157,20 +215,30 @@ impl ContainerExecutor for ProcessExecutor {
         if let Some(port) = assigned {
             env.push(("WHISK_RUNTIME_PORT".into(), port.to_string()));
         }
-        let spawned = isolation::command(
+        if listener.is_some() {
+            let fd = isolation::LISTEN_FD.to_string();
+            env.push(("WHISK_RUNTIME_LISTEN_FD".into(), fd));
+        }
+        let mut command = isolation::command(
             &launcher.program,
             &args,
             &spec.kind,
             spec.memory_mb,
             &confinement.workdir,
             &env,
-            &self.hidden,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+            &self.sandbox(socket.is_some()),
+        );
+        if let Some(listener) = &listener {
+            use std::os::fd::AsRawFd;
+            isolation::pass_fd(&mut command, listener.as_raw_fd(), isolation::LISTEN_FD);
+        }
+        let spawned = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        drop(listener); // the runtime holds it now
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -194,27 +262,28 @@ impl ContainerExecutor for ProcessExecutor {
         let err_logs = logs.clone();
         tokio::spawn(async move { err_logs.capture(stderr, Stream::Stderr).await });
 
-        // Whisk's launchers announce the port on their first stdout line; everything after it
-        // is action output. An external proxy was given its port: wait until it listens.
+        // Whisk's launchers announce their socket or port on their first stdout line;
+        // everything after it is action output. An external proxy was given its port: wait
+        // until it listens.
         let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        let (announced, port) = match assigned {
+        let (announced, endpoint) = match assigned {
             None => {
                 let announced =
                     tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut first)).await;
-                let port = first
-                    .trim()
-                    .strip_prefix("whisk-runtime-port:")
-                    .and_then(|p| p.trim().parse::<u16>().ok());
-                (announced.map(|_| ()), port)
+                (
+                    announced.map(|_| ()),
+                    announced_endpoint(&first, socket.as_deref()),
+                )
             }
             Some(port) => {
                 let ready = tokio::time::timeout(START_TIMEOUT, listening(port, &mut child)).await;
                 let up = matches!(ready, Ok(true));
-                (ready.map(|_| ()), up.then_some(port))
+                let endpoint = format!("http://127.0.0.1:{port}");
+                (ready.map(|_| ()), up.then_some(endpoint))
             }
         };
-        let Some(port) = port else {
+        let Some(endpoint) = endpoint else {
             abandoned.0 = None;
             confinement.kill(pgid);
             let _ = child.kill().await;
@@ -245,7 +314,7 @@ impl ContainerExecutor for ProcessExecutor {
         tokio::spawn(async move { out_logs.capture(stdout, Stream::Stdout).await });
         Ok(Arc::new(ProcessContainer {
             id: format!("{}-{pgid}", spec.name),
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             pgid,
             process: Mutex::new(Some((child, stdin))),
             logs,
@@ -253,6 +322,24 @@ impl ContainerExecutor for ProcessExecutor {
             oom_kills_seen: AtomicU64::new(0),
         }))
     }
+}
+
+/// The endpoint a launcher announced on its first stdout line `line`: `unix:<socket>` for
+/// `whisk-runtime-socket: fd <n>` (a runtime given the listening `socket` on descriptor
+/// `n`), `http://127.0.0.1:<port>` for `whisk-runtime-port: <port>`.
+fn announced_endpoint(line: &str, socket: Option<&std::path::Path>) -> Option<String> {
+    let line = line.trim();
+    if let Some(fd) = line.strip_prefix("whisk-runtime-socket: fd ") {
+        let listening = fd.trim().parse::<i32>().ok() == Some(isolation::LISTEN_FD);
+        return socket
+            .filter(|_| listening)
+            .map(|path| format!("unix:{}", path.display()));
+    }
+    let port = line
+        .strip_prefix("whisk-runtime-port:")?
+        .trim()
+        .parse::<u16>();
+    port.ok().map(|port| format!("http://127.0.0.1:{port}"))
 }
 
 /// A free loopback port (bound and released: a runtime started right after binds it).
@@ -310,9 +397,11 @@ impl Confinement {
         self.cgroups.signal_all(Signal::SIGKILL);
     }
 
-    /// Removes the cgroups (killing stragglers) and the working directory. Blocking.
+    /// Removes the cgroups (killing stragglers), the working directory and the runtime's
+    /// socket. Blocking.
     pub(crate) fn remove_blocking(&self) {
         self.cgroups.remove_blocking(CGROUP_PATIENCE);
+        let _ = std::fs::remove_file(isolation::socket_path(&self.workdir)); // if it had one
         if let Err(e) = std::fs::remove_dir_all(&self.workdir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 let dir = self.workdir.display();
@@ -478,6 +567,82 @@ mod tests {
     mod python {
         use super::*;
         whisk_core::executor_conformance_tests!(ProcessExecutor::new().unwrap(), Fixture::python());
+    }
+
+    #[test]
+    fn a_launcher_announces_the_socket_it_was_given_or_a_port() {
+        let given = std::path::Path::new("/r/c/x.sock");
+        let socket = Some(given);
+        assert_eq!(
+            announced_endpoint("whisk-runtime-socket: fd 3\n", socket).as_deref(),
+            Some("unix:/r/c/x.sock")
+        );
+        assert_eq!(
+            announced_endpoint("whisk-runtime-socket: fd 4\n", socket),
+            None,
+            "only on the descriptor it was given"
+        );
+        assert_eq!(announced_endpoint("whisk-runtime-socket: fd 3", None), None);
+        assert_eq!(
+            announced_endpoint("whisk-runtime-port: 4321\n", None).as_deref(),
+            Some("http://127.0.0.1:4321")
+        );
+        for bad in [
+            "whisk-runtime-port: 70000",
+            "whisk-runtime-port:",
+            "hello",
+            "",
+        ] {
+            assert_eq!(announced_endpoint(bad, socket), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn runtimes_speak_on_unix_sockets_unless_the_path_is_too_long() {
+        let exec = ProcessExecutor::new().unwrap();
+        let spec = ContainerSpec {
+            name: "s".into(),
+            kind: "nodejs:20".into(),
+            image: None,
+            memory_mb: 128,
+            env: vec![],
+        };
+        let c = exec.create(&spec).await.unwrap();
+        assert!(c.endpoint().starts_with("unix:/"), "{}", c.endpoint());
+        let socket = std::path::PathBuf::from(c.endpoint().strip_prefix("unix:").unwrap());
+        assert!(socket.exists());
+        c.destroy().await.unwrap();
+        assert!(!socket.exists(), "{} removed", socket.display());
+        let machine = isolation::enforcement().network_namespace;
+        assert_eq!(exec.enforcement().network_namespace, machine);
+        let kept = ProcessExecutor::new().unwrap().with_host_network(true);
+        assert!(!kept.enforcement().network_namespace);
+
+        // A runtimes directory too deep for a socket address: loopback ports, host network.
+        let deep = std::env::temp_dir().join("d".repeat(80));
+        let exec = ProcessExecutor::in_dir(deep.clone()).unwrap();
+        assert!(!exec.enforcement().network_namespace);
+        let c = exec.create(&spec).await.unwrap();
+        assert!(
+            c.endpoint().starts_with("http://127.0.0.1:"),
+            "{}",
+            c.endpoint()
+        );
+        let client = whisk_core::runtime::RuntimeClient::default();
+        let body = whisk_core::runtime::init_body(
+            "s",
+            None,
+            Some("function main() { return {ok: true}; }"),
+            false,
+            Default::default(),
+        );
+        let init = client
+            .init(c.endpoint(), &body, Duration::from_secs(20))
+            .await;
+        assert!(init.response.is_success(), "{:?}", init.response);
+        c.destroy().await.unwrap();
+        drop(exec);
+        let _ = std::fs::remove_dir_all(&deep);
     }
 
     #[tokio::test]

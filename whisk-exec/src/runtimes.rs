@@ -1,9 +1,13 @@
 //! The bundled runtime launchers and how each kind is started on the process executor.
 //!
-//! A launcher is a program that listens on `127.0.0.1:$WHISK_RUNTIME_PORT` (0 = any free
-//! port), prints `whisk-runtime-port: <port>` as its first stdout line, speaks the OpenWhisk
-//! runtime protocol (`/init`, `/run`), prints the end-of-activation sentinel on stdout and
-//! stderr after each run, and exits when its stdin closes.
+//! A launcher is a program that serves the listening unix socket it inherits on descriptor
+//! `$WHISK_RUNTIME_LISTEN_FD` when that is set (and prints `whisk-runtime-socket: fd <n>` as
+//! its first stdout line), else listens on
+//! `127.0.0.1:$WHISK_RUNTIME_PORT` (0 = any free port; it prints `whisk-runtime-port: <port>`),
+//! speaks the OpenWhisk runtime protocol (`/init`, `/run`) over HTTP/1.1 there, prints the
+//! end-of-activation sentinel on stdout and stderr after each run, and exits when its stdin
+//! closes. The Node.js and Python launchers run on sockets; the Java launcher (the JDK's
+//! `HttpServer` has no unix sockets) on a port.
 //!
 //! The Java launcher (`java:17`) is Java source: it is compiled with `javac` at its first use
 //! in a process (about a second), and the class files are written into each executor's
@@ -44,6 +48,12 @@ pub struct Launcher {
 pub enum PortMode {
     /// The runtime binds `$WHISK_RUNTIME_PORT` (0 = any) and prints `whisk-runtime-port: <n>`.
     Announced,
+    /// The runtime serves the listening unix socket it inherits on descriptor
+    /// `$WHISK_RUNTIME_LISTEN_FD` (the executor binds it beside the container's directory,
+    /// where no container sees it) and prints `whisk-runtime-socket: fd <n>`; it needs no network,
+    /// so its container gets a network namespace of its own. Where the executor's directory
+    /// is too deep for a socket address, it is started as `Announced` instead.
+    Socket,
     /// The executor picks a free loopback port, passes it as `{port}` in the arguments and as
     /// `$WHISK_RUNTIME_PORT`, and waits until the runtime accepts connections on it (any
     /// proxy speaking the OpenWhisk runtime protocol, e.g. OpenWhisk's own).
@@ -82,12 +92,19 @@ fn write(dir: &Path, name: &str, text: &str) -> std::io::Result<String> {
 pub(crate) fn bundled(dir: &Path) -> std::io::Result<HashMap<String, Launcher>> {
     let mut launchers = HashMap::new();
     let node = write(dir, "launcher.js", NODEJS_LAUNCHER)?;
-    launchers.insert("nodejs:20".to_string(), Launcher::new("node", &[&node]));
+    let on_socket = |l: Launcher| Launcher {
+        port: PortMode::Socket,
+        ..l
+    };
+    launchers.insert(
+        "nodejs:20".to_string(),
+        on_socket(Launcher::new("node", &[&node])),
+    );
     write(dir, "runtime_http.py", PYTHON_RUNTIME_HTTP)?;
     let python = write(dir, "launcher.py", PYTHON_LAUNCHER)?;
     launchers.insert(
         "python:3.11".to_string(),
-        Launcher::new("python3", &["-u", &python]),
+        on_socket(Launcher::new("python3", &["-u", &python])),
     );
     let java = dir.join("java");
     std::fs::create_dir_all(&java)?;

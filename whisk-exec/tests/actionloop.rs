@@ -527,10 +527,15 @@ async fn logs_of_each_run_end_at_the_sentinels() {
 async fn destroy_kills_the_child_and_what_it_started() {
     let exec = ProcessExecutor::new().unwrap();
     // Ignores the end of its stdin and leaves a background process behind.
-    let code = "#!/bin/sh\nsleep 300 &\nbg=$!\nwhile read line; do echo \"{\\\"me\\\":$$,\\\"bg\\\":$bg}\" >&3; done\nwhile :; do sleep 1; done\n";
+    // It reports its own and its background process's references (see testkit::procs).
+    let code = "#!/bin/sh\nsleep 300 &\nbg=$!\nns=$(readlink /proc/self/ns/pid)\nwhile read line; do echo \"{\\\"me\\\":\\\"$ns $$\\\",\\\"bg\\\":\\\"$ns $bg\\\"}\" >&3; done\nwhile :; do sleep 1; done\n";
     let c = ready(&exec, code, false).await;
     let pids = result(&c, json!({})).await;
-    let (me, bg) = (pids["me"].as_u64().unwrap(), pids["bg"].as_u64().unwrap());
+    let host = |key: &str| {
+        let reference = pids[key].as_str().unwrap();
+        whisk_core::testkit::procs::host_pid(reference).expect("a running process") as u64
+    };
+    let (me, bg) = (host("me"), host("bg"));
     assert!(!gone(me) && !gone(bg));
 
     // The child is in the container's process group: pause stops it too.

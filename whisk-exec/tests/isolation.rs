@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whisk_core::executor::{Container, ContainerExecutor, ContainerSpec};
 use whisk_core::runtime::{init_body, ActivationContext, CallOutcome, RuntimeClient};
+use whisk_core::testkit::procs::{host_pid, NODE_REF, PYTHON_SELF};
 use whisk_exec::ProcessExecutor;
 
 const API_HOST: &str = "http://whisk.test:3233";
@@ -175,6 +176,7 @@ async fn the_environment_holds_only_the_spec_and_the_init_parameters() {
         "TMPDIR",
         "LANG",
         "WHISK_RUNTIME_PORT",
+        "WHISK_RUNTIME_LISTEN_FD",
         "MY_INIT_PARAM",
         // The sandbox (bwrap) sets the working directory's path.
         "PWD",
@@ -210,33 +212,30 @@ async fn the_environment_holds_only_the_spec_and_the_init_parameters() {
 #[tokio::test]
 async fn destroy_kills_the_whole_process_tree() {
     let exec = ProcessExecutor::new().unwrap();
-    let c = start(
-        &exec,
-        "nodejs:20",
-        "const { spawn } = require('child_process'); function main() { \
-         const kid = spawn('sleep', ['1000'], {stdio: 'ignore'}); kid.unref(); \
-         const away = spawn('sleep', ['1001'], {stdio: 'ignore', detached: true}); away.unref(); \
-         return {pid: process.pid, kid: kid.pid, away: away.pid}; }",
-    )
-    .await;
-    let r = result(&c, json!({})).await;
-    let (pid, kid, away) = (
-        r["pid"].as_u64().unwrap(),
-        r["kid"].as_u64().unwrap(),
-        r["away"].as_u64().unwrap(),
+    let code = format!(
+        "const {{ spawn }} = require('child_process'); {NODE_REF} function main() {{ \
+         const kid = spawn('sleep', ['1000'], {{stdio: 'ignore'}}); kid.unref(); \
+         const away = spawn('sleep', ['1001'], {{stdio: 'ignore', detached: true}}); away.unref(); \
+         return {{pid: ref(process.pid), kid: ref(kid.pid), away: ref(away.pid)}}; }}"
     );
+    let c = start(&exec, "nodejs:20", &code).await;
+    let r = result(&c, json!({})).await;
+    let host = |key: &str| host_pid(r[key].as_str().unwrap()).expect("running") as u64;
+    let (pid, kid, away) = (host("pid"), host("kid"), host("away"));
     assert!(state(kid).is_some() && state(away).is_some());
     c.destroy().await.unwrap();
     assert!(dies(pid, Duration::from_secs(3)).await, "launcher gone");
     assert!(dies(kid, Duration::from_secs(3)).await, "grandchild gone");
-    if exec.enforcement().pids_cgroup {
-        // It left the process group (setsid) but not the cgroup.
+    let e = exec.enforcement();
+    if e.pids_cgroup || e.pid_namespace {
+        // It left the process group (setsid) but not the cgroup, nor the PID namespace
+        // (whose end kills everything in it).
         assert!(
             dies(away, Duration::from_secs(3)).await,
             "setsid grandchild gone"
         );
     } else {
-        eprintln!("no pids cgroup: a setsid grandchild survives; killing it");
+        eprintln!("no pids cgroup, no PID namespace: a setsid grandchild survives; killing it");
         let _ = std::process::Command::new("kill")
             .args(["-9", &away.to_string()])
             .status();
@@ -247,13 +246,10 @@ async fn destroy_kills_the_whole_process_tree() {
 #[tokio::test]
 async fn pause_stops_the_process_and_resume_lets_it_answer() {
     let exec = ProcessExecutor::new().unwrap();
-    let c = start(
-        &exec,
-        "python:3.11",
-        "import os\ndef main(a):\n    return {'pid': os.getpid()}\n",
-    )
-    .await;
-    let pid = result(&c, json!({})).await["pid"].as_u64().unwrap();
+    let code = format!("import os\ndef main(a):\n    return {{'pid': {PYTHON_SELF}}}\n");
+    let c = start(&exec, "python:3.11", &code).await;
+    let reference = result(&c, json!({})).await["pid"].clone();
+    let pid = host_pid(reference.as_str().unwrap()).expect("running") as u64;
     c.pause().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
     while state(pid) != Some('T') && Instant::now() < deadline {
@@ -264,7 +260,7 @@ async fn pause_stops_the_process_and_resume_lets_it_answer() {
     assert!(stalled.timed_out, "a paused container does not answer");
     c.resume().await.unwrap();
     assert_ne!(state(pid), Some('T'));
-    assert_eq!(result(&c, json!({})).await["pid"].as_u64(), Some(pid));
+    assert_eq!(result(&c, json!({})).await["pid"], reference);
     c.destroy().await.unwrap();
     assert!(
         c.pause().await.is_err(),
@@ -351,16 +347,17 @@ async fn a_fork_bomb_is_contained_and_cleaned_up() {
          try:\n            pid = os.fork()\n        except OSError as e:\n            \
          failed = str(e)\n            break\n        if pid == 0:\n            \
          time.sleep(60)\n            os._exit(0)\n        kids.append(pid)\n    \
-         return {'kids': kids, 'failed': failed}\n",
+         return {'kids': kids, 'failed': failed, 'ns': os.readlink('/proc/self/ns/pid')}\n",
         Map::new(),
     )
     .await;
     let r = result(&c, json!({})).await;
+    let ns = r["ns"].as_str().unwrap();
     let kids: Vec<u64> = r["kids"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| k.as_u64().unwrap())
+        .map(|k| host_pid(&format!("{ns} {k}")).expect("a running child") as u64)
         .collect();
     assert!(
         kids.len() < whisk_exec::isolation::PIDS_MAX as usize,

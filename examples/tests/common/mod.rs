@@ -347,9 +347,16 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    let mut command = std::process::Command::new(path);
+    command.args(args);
+    spawn_command(&mut command)
+}
+
+/// Starts `command`; returns the process and the first line it prints. Its later output is
+/// drained.
+pub fn spawn_command(command: &mut std::process::Command) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(path)
-        .args(args)
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()

@@ -6,6 +6,9 @@
 //! connection goes back to the idle list once its answer is read. A general-purpose client
 //! drives each connection from a task of its own, so every call to a runtime also switched
 //! tasks twice, often between threads. The HTTP itself is hyper's.
+//!
+//! A runtime is addressed by `host:port` (TCP) or `unix:<path>` (a unix socket, as the
+//! process executor's sandboxed runtimes listen on).
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -15,9 +18,17 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Mutex;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 
-type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+/// A connection's byte stream: TCP or a unix socket.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+type Driver = Pin<Box<Connection<TokioIo<Box<dyn Stream>>, Full<Bytes>>>>;
+
+/// The prefix of a unix socket runtime address.
+const UNIX: &str = "unix:";
 
 /// One connection: the handle that sends requests and the future that does its I/O.
 struct Conn {
@@ -34,7 +45,7 @@ pub(crate) enum Failure {
     Lost,
 }
 
-/// Idle connections by runtime address (`host:port`).
+/// Idle connections by runtime address (`host:port` or `unix:<path>`).
 #[derive(Default)]
 pub(crate) struct Connections {
     idle: Mutex<HashMap<String, Vec<Conn>>>,
@@ -48,8 +59,8 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// POSTs the JSON `body` to `path` on the runtime at `authority` (`host:port`) and reads
-    /// the whole answer: its status and body.
+    /// POSTs the JSON `body` to `path` on the runtime at `authority` (`host:port`, or
+    /// `unix:<path>` for a unix socket) and reads the whole answer: its status and body.
     pub(crate) async fn post(
         &self,
         authority: &str,
@@ -60,8 +71,13 @@ impl Connections {
             Some(conn) => conn,
             None => connect(authority).await?,
         };
+        let host = if authority.starts_with(UNIX) {
+            "localhost"
+        } else {
+            authority
+        };
         let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, authority)
+            .header(hyper::header::HOST, host)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|_| Failure::Lost)?;
@@ -125,12 +141,22 @@ impl Connections {
     }
 }
 
-/// Opens a connection to `authority`.
+/// Opens a connection to `authority` (`host:port` or `unix:<path>`).
 async fn connect(authority: &str) -> Result<Conn, Failure> {
-    let stream = TcpStream::connect(authority)
-        .await
-        .map_err(|_| Failure::Connect)?;
-    let _ = stream.set_nodelay(true);
+    let stream: Box<dyn Stream> = match authority.strip_prefix(UNIX) {
+        Some(path) => Box::new(
+            UnixStream::connect(path)
+                .await
+                .map_err(|_| Failure::Connect)?,
+        ),
+        None => {
+            let stream = TcpStream::connect(authority)
+                .await
+                .map_err(|_| Failure::Connect)?;
+            let _ = stream.set_nodelay(true);
+            Box::new(stream)
+        }
+    };
     let (send, driver) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::Connect)?;
@@ -165,57 +191,88 @@ mod tests {
     async fn runtime(after: After) -> (String, Arc<AtomicUsize>, tokio::sync::mpsc::Receiver<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (done, ticks) = tokio::sync::mpsc::channel(16);
-        let (count, served) = (accepted.clone(), Arc::new(AtomicUsize::new(0)));
+        let (runtime, accepted, ticks) = Runtime::new(after);
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                let (done, served) = (done.clone(), served.clone());
-                tokio::spawn(async move {
-                    let mut stream = BufReader::new(stream);
-                    loop {
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap();
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        stream.read_exact(&mut body).await.unwrap();
-                        let n = served.fetch_add(1, Ordering::SeqCst) + 1;
-                        let answer = format!("{{\"n\":{n}}}");
-                        let close = matches!(after, After::Close);
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}\r\n",
-                            answer.len(),
-                            if close { "connection: close\r\n" } else { "" }
-                        );
-                        let s = stream.get_mut();
-                        s.write_all(format!("{head}{answer}").as_bytes())
-                            .await
-                            .unwrap();
-                        if !matches!(after, After::KeepAlive) {
-                            s.shutdown().await.unwrap();
-                            drop(stream);
-                            done.send(()).await.unwrap();
-                            return;
-                        }
-                        done.send(()).await.unwrap();
-                    }
-                });
+                runtime.serve(stream);
             }
         });
         (addr, accepted, ticks)
+    }
+
+    /// The state of a test runtime: how it ends connections, what it counts.
+    #[derive(Clone)]
+    struct Runtime {
+        after: After,
+        accepted: Arc<AtomicUsize>,
+        served: Arc<AtomicUsize>,
+        done: tokio::sync::mpsc::Sender<()>,
+    }
+
+    impl Runtime {
+        fn new(after: After) -> (Self, Arc<AtomicUsize>, tokio::sync::mpsc::Receiver<()>) {
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let (done, ticks) = tokio::sync::mpsc::channel(16);
+            let runtime = Self {
+                after,
+                accepted: accepted.clone(),
+                served: Arc::new(AtomicUsize::new(0)),
+                done,
+            };
+            (runtime, accepted, ticks)
+        }
+
+        /// Answers the requests of one accepted connection in a task of its own.
+        fn serve<S: AsyncRead + AsyncWrite + Send + Unpin + 'static>(&self, stream: S) {
+            self.accepted.fetch_add(1, Ordering::SeqCst);
+            let Runtime {
+                after,
+                served,
+                done,
+                ..
+            } = self.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    stream.read_exact(&mut body).await.unwrap();
+                    let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                    let answer = format!("{{\"n\":{n}}}");
+                    let close = matches!(after, After::Close);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}\r\n",
+                        answer.len(),
+                        if close { "connection: close\r\n" } else { "" }
+                    );
+                    let s = stream.get_mut();
+                    s.write_all(format!("{head}{answer}").as_bytes())
+                        .await
+                        .unwrap();
+                    if !matches!(after, After::KeepAlive) {
+                        s.shutdown().await.unwrap();
+                        drop(stream);
+                        done.send(()).await.unwrap();
+                        return;
+                    }
+                    done.send(()).await.unwrap();
+                }
+            });
+        }
     }
 
     async fn post(c: &Connections, addr: &str) -> Result<(u16, Bytes), Failure> {
@@ -232,6 +289,34 @@ mod tests {
             ticks.recv().await.unwrap();
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_runtime_on_a_unix_socket_serves_kept_alive_connections() {
+        let dir = std::env::temp_dir().join(format!("whisk-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rt.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (runtime, accepted, mut ticks) = Runtime::new(After::KeepAlive);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                runtime.serve(stream);
+            }
+        });
+        let addr = format!("unix:{}", path.display());
+        let c = Connections::default();
+        for n in 1..=3 {
+            let (status, body) = post(&c, &addr).await.unwrap();
+            assert_eq!((status, body), (200, Bytes::from(format!("{{\"n\":{n}}}"))));
+            ticks.recv().await.unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A socket whose file is gone takes no new connections.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let fresh = Connections::default();
+        assert!(matches!(post(&fresh, &addr).await, Err(Failure::Connect)));
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod bus;
 pub mod docker;
 pub mod executor;
+pub mod procs;
 pub mod store;
 
 /// A random name with `prefix`, so cases never collide on a shared backend.

@@ -2,9 +2,11 @@
 // whisk Node.js action launcher.
 //
 // Speaks the OpenWhisk action runtime protocol (POST /init, POST /run) over
-// HTTP/1.1 on 127.0.0.1:$WHISK_RUNTIME_PORT (0 = any free port), announces the
-// bound port as `whisk-runtime-port: <port>` on stdout, and exits as soon as
-// stdin (held open by the platform) reaches EOF. Uses Node built-ins only.
+// HTTP/1.1 on the listening socket it inherits on descriptor $WHISK_RUNTIME_LISTEN_FD
+// when that is set (announced as `whisk-runtime-socket: fd <n>` on stdout), else on
+// 127.0.0.1:$WHISK_RUNTIME_PORT
+// (0 = any free port; announced as `whisk-runtime-port: <port>`), and exits as
+// soon as stdin (held open by the platform) reaches EOF. Uses Node built-ins only.
 
 const http = require('http');
 const fs = require('fs');
@@ -282,6 +284,11 @@ const server = http.createServer({ noDelay: true }, (req, res) => {
 });
 server.keepAliveTimeout = 0; // never close idle keep-alive connections ourselves
 server.requestTimeout = 0;
-server.listen(Number(process.env.WHISK_RUNTIME_PORT) || 0, inImage ? '0.0.0.0' : '127.0.0.1', () => {
-  if (!inImage) process.stdout.write(`whisk-runtime-port: ${server.address().port}\n`);
-});
+const listenFd = inImage ? NaN : Number(process.env.WHISK_RUNTIME_LISTEN_FD || NaN);
+if (Number.isInteger(listenFd)) {
+  server.listen({ fd: listenFd }, () => process.stdout.write(`whisk-runtime-socket: fd ${listenFd}\n`));
+} else {
+  server.listen(Number(process.env.WHISK_RUNTIME_PORT) || 0, inImage ? '0.0.0.0' : '127.0.0.1', () => {
+    if (!inImage) process.stdout.write(`whisk-runtime-port: ${server.address().port}\n`);
+  });
+}

@@ -1,8 +1,8 @@
 """whisk Python action launcher.
 
 Speaks the OpenWhisk action runtime protocol (POST /init, POST /run) over
-HTTP/1.1 on 127.0.0.1:$WHISK_RUNTIME_PORT (0 = any free port), announces the
-bound port as `whisk-runtime-port: <port>` on stdout, and exits as soon as
+HTTP/1.1 on the unix socket $WHISK_RUNTIME_SOCKET or 127.0.0.1:$WHISK_RUNTIME_PORT
+(see runtime_http.py), announces where on stdout, and exits as soon as
 stdin (held open by the platform) reaches EOF. Standard library only; meant to
 be started as `python3 -u launcher.py`.
 """

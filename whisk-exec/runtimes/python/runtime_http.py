@@ -1,13 +1,16 @@
 """The HTTP side shared by whisk's Python launchers (python:3.11, actionloop).
 
-`serve(routes, on_exit)` listens on 127.0.0.1:$WHISK_RUNTIME_PORT (0 = any free port),
-prints `whisk-runtime-port: <port>` on stdout, answers POST requests to `routes`
+`serve(routes, on_exit)` serves the listening socket it inherits on descriptor
+$WHISK_RUNTIME_LISTEN_FD when that is set (and prints `whisk-runtime-socket: fd <n>` on
+stdout), else listens on 127.0.0.1:$WHISK_RUNTIME_PORT
+(0 = any free port; it prints `whisk-runtime-port: <port>`), answers POST requests to `routes`
 (path -> handler(msg) -> (status, payload)) with JSON, and calls `on_exit` then exits when
 stdin (held open by the platform) reaches end of file. Standard library only.
 """
 
 import json
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -86,6 +89,17 @@ class Server(ThreadingHTTPServer):
         pass  # never print tracebacks; the connection is simply closed
 
 
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # as Server
+
+
+class UnixHandler(Handler):
+    disable_nagle_algorithm = False  # no TCP options on a unix socket
+
+
 def watch_stdin(on_exit):
     """The platform holds our stdin open; EOF (or an error) means it went away."""
     try:
@@ -105,9 +119,16 @@ def serve(routes, on_exit=None):
     in_image = os.environ.get("WHISK_RUNTIME_IMAGE") == "1"
     if not in_image:
         threading.Thread(target=watch_stdin, args=(on_exit,), name="stdin-watch", daemon=True).start()
-    host = "0.0.0.0" if in_image else "127.0.0.1"
-    server = Server((host, int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
-    if not in_image:
-        sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
-        sys.stdout.flush()
+    listen_fd = "" if in_image else os.environ.get("WHISK_RUNTIME_LISTEN_FD", "")
+    if listen_fd:
+        server = UnixServer(None, UnixHandler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=int(listen_fd))
+        sys.stdout.write(f"whisk-runtime-socket: fd {listen_fd}\n")
+    else:
+        host = "0.0.0.0" if in_image else "127.0.0.1"
+        server = Server((host, int(os.environ.get("WHISK_RUNTIME_PORT") or 0)), Handler)
+        if not in_image:
+            sys.stdout.write(f"whisk-runtime-port: {server.server_address[1]}\n")
+    sys.stdout.flush()
     server.serve_forever()

@@ -13,7 +13,8 @@
 //!   with one JSON line (an object or an array) on file descriptor 3.
 //! - With `OW_WAIT_FOR_ACK` in its environment, the process first writes `{"ok":true}` on
 //!   fd 3; `/init` waits for it up to `WHISK_ACTIONLOOP_ACK_TIMEOUT` seconds (container
-//!   environment; default 60). Without it, a process that exits within 50 ms fails the init.
+//!   environment; default 60). Without it, a process that exits within 100 ms fails the
+//!   init (the sandbox itself takes 20 to 60 ms to start on a busy machine).
 //! - The process's stdout and stderr are the container's log streams. The executor reads
 //!   them itself while it waits for an answer and right after it, then ends the activation
 //!   in both streams: everything the process wrote before answering is in the activation's
@@ -25,7 +26,7 @@
 
 mod archive;
 
-use crate::isolation;
+use crate::isolation::{self, Sandbox};
 use crate::logbuf::LogBuffer;
 use crate::process::{container_logs, Confinement};
 use async_trait::async_trait;
@@ -34,7 +35,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::io::PipeWriter;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,7 @@ pub(crate) const KIND: &str = "blackbox";
 /// The process's result channel, as in OpenWhisk's actionloop.
 const RESULT_FD: i32 = 3;
 /// How long a fresh process is watched for an immediate exit (no acknowledgement asked).
-const START_GRACE: Duration = Duration::from_millis(50);
+const START_GRACE: Duration = Duration::from_millis(100);
 /// How often the process is checked while an answer is awaited (a process it started may
 /// hold fd 3 open after it exited).
 const LIVENESS_POLL: Duration = Duration::from_millis(250);
@@ -68,7 +69,8 @@ pub(crate) struct ActionLoopContainer {
     kind: String,
     memory_mb: u64,
     env: Vec<(String, String)>,
-    hidden: Vec<PathBuf>,
+    /// What its sandbox hides and unshares.
+    sandbox: Sandbox,
     confinement: Arc<Confinement>,
     logs: Arc<LogBuffer>,
     oom_kills_seen: AtomicU64,
@@ -158,7 +160,7 @@ impl ActionLoopContainer {
     pub(crate) fn create(
         spec: &ContainerSpec,
         confinement: Arc<Confinement>,
-        hidden: &[PathBuf],
+        sandbox: Sandbox,
     ) -> std::io::Result<Self> {
         let logs = Arc::new(LogBuffer::default());
         let (out, err) = (LogPipe::new(Stream::Stdout)?, LogPipe::new(Stream::Stderr)?);
@@ -169,7 +171,7 @@ impl ActionLoopContainer {
             kind: spec.kind.clone(),
             memory_mb: spec.memory_mb,
             env: spec.env.clone(),
-            hidden: hidden.to_vec(),
+            sandbox,
             confinement,
             logs,
             oom_kills_seen: AtomicU64::new(0),
@@ -278,14 +280,7 @@ impl ActionLoopContainer {
         let cannot = |e: &dyn std::fmt::Display| format!("Cannot start the action executable: {e}");
         launchable(exe).map_err(|e| cannot(&e))?;
         let (results, writer) = std::io::pipe().map_err(|e| cannot(&e))?;
-        // Descriptor 3 itself would be closed at exec (it is close-on-exec); any other
-        // number is duplicated onto 3 in the child, which clears that flag.
-        let writer: OwnedFd = if writer.as_raw_fd() == RESULT_FD {
-            let other = writer.try_clone().map_err(|e| cannot(&e))?;
-            OwnedFd::from(other)
-        } else {
-            OwnedFd::from(writer)
-        };
+        let writer = OwnedFd::from(writer);
         let (Some(out), Some(err)) = (&driver.out.child_end, &driver.err.child_end) else {
             return Err(cannot(&"the container was destroyed"));
         };
@@ -299,7 +294,7 @@ impl ActionLoopContainer {
             self.memory_mb,
             &self.confinement.workdir,
             &self.env,
-            &self.hidden,
+            &self.sandbox,
         );
         cmd.env_remove("WHISK_RUNTIME_PORT")
             .envs(init_env.iter().map(|(k, v)| (k, v)))
@@ -308,14 +303,7 @@ impl ActionLoopContainer {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let fd = writer.as_raw_fd();
-        // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || match nix::libc::dup2(fd, RESULT_FD) {
-                -1 => Err(std::io::Error::last_os_error()),
-                _ => Ok(()),
-            });
-        }
+        isolation::pass_fd(&mut cmd, writer.as_raw_fd(), RESULT_FD);
         let mut child = cmd.spawn().map_err(|e| cannot(&e))?;
         drop(writer); // so the process's exit shows as the end of its fd 3
         let pgid = child.id().unwrap_or(0);
