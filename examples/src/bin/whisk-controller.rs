@@ -86,6 +86,7 @@ async fn main() -> std::io::Result<()> {
         let backend = whisk_examples::standalone::StoreBackend::CouchDb(args.couch.config());
         std::process::exit(admin_cli::run_on_backend(&backend, cmd).await);
     }
+    let serve = args.listen.serve_settings()?;
     let bus: Arc<dyn MessageBus> = Arc::new(
         args.kafka
             .connect(&format!("controller{}", args.id))
@@ -138,9 +139,10 @@ async fn main() -> std::io::Result<()> {
         scheduler: args.scheduler.scheduler,
         invoker_idle_timeout: Duration::from_secs(args.invoker_idle_timeout),
         feeds,
+        serve,
     };
     let process = ControllerProcess::start_with(store, bus, listener, settings).await?;
-    let url = format!("http://{}", process.server.addr);
+    let url = process.server.url();
     say(&format!(
         "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*, scheduler {})\n\
          invokers: curl {url}/invokers\n\

@@ -66,6 +66,7 @@ async fn main() -> std::io::Result<()> {
     if let Some(cmd) = &args.command {
         std::process::exit(admin_cli::run_on_backend(&store, cmd).await);
     }
+    let serve = args.listen.serve_settings()?;
     let platform = Standalone::start(StandaloneConfig {
         store: store.clone(),
         retention: args.retention.retention(),
@@ -86,10 +87,11 @@ async fn main() -> std::io::Result<()> {
         },
         drain: Duration::from_secs(args.pool.drain_timeout),
         allow_default_keys: args.listen.allow_default_keys,
+        serve,
         ..StandaloneConfig::default()
     })
     .await?;
-    let url = format!("http://{}", platform.addr);
+    let url = platform.url();
     say(&format!(
         "whisk standalone listening on {url} (namespace guest, {} MB for containers, scheduler {})\n\
          try:\n  \

@@ -46,7 +46,7 @@ impl Platform {
         })
         .await
         .expect("platform starts");
-        let base = format!("http://{}", platform.addr);
+        let base = platform.url();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Self {
             platform,
@@ -362,10 +362,10 @@ where
     (child, first)
 }
 
-/// The first `http://` URL in `line`.
+/// The first `http://` or `https://` URL in `line`.
 pub fn url_in(line: &str) -> String {
     line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string()
 }
