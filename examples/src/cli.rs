@@ -406,6 +406,18 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
+/// A binary's exit: success, or the error printed to stderr (its message, not its debug
+/// form) and exit code 1.
+pub fn report(outcome: std::io::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr at `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     tracing_subscriber::fmt()

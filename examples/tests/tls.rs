@@ -191,6 +191,10 @@ fn refuses(args: &[&Path], expected: &[&str]) {
     assert!(!status.success(), "{out}{err}");
     assert!(out.is_empty(), "it never listened: {out}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !err.contains("Custom {"),
+        "the message, not its debug form: {err}"
+    );
     for text in expected {
         assert!(err.contains(text), "{text:?} not in {err}");
     }

@@ -16,8 +16,8 @@ use whisk_core::loadbalancer::LoadBalancerConfig;
 use whisk_core::store::{CacheConfig, CachingStore, Store};
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
-    init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
-    RetentionArgs, SchedulerArgs, UserEventsArgs,
+    init_tracing, report, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs,
+    ManifestArgs, RetentionArgs, SchedulerArgs, UserEventsArgs,
 };
 use whisk_examples::cluster::{seed_keys, ControllerProcess, ControllerSettings};
 use whisk_store::CouchStore;
@@ -79,7 +79,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::process::ExitCode {
+    report(run().await)
+}
+
+async fn run() -> std::io::Result<()> {
     init_tracing();
     let args: Args = admin_cli::parse_args(admin_cli::CONTROLLER_GLOBAL_ARGS);
     if let Some(cmd) = &args.command {

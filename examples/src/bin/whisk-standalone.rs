@@ -9,8 +9,8 @@ use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
-    init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
-    RetentionArgs, SchedulerArgs, StoreArgs, UserEventsArgs,
+    init_tracing, report, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs,
+    PoolArgs, RetentionArgs, SchedulerArgs, StoreArgs, UserEventsArgs,
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
@@ -59,7 +59,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::process::ExitCode {
+    report(run().await)
+}
+
+async fn run() -> std::io::Result<()> {
     init_tracing();
     let args: Args = admin_cli::parse_args(admin_cli::STANDALONE_GLOBAL_ARGS);
     let store = args.store.backend(args.listen.port)?;
