@@ -106,7 +106,8 @@ async fn the_binary_serves_https_with_the_given_certificate() {
     .to_vec();
     args.extend(["--tls-cert".into(), cert.cert().into()]);
     args.extend(["--tls-key".into(), cert.key().into()]);
-    let (mut child, url) = common::spawn_standalone(args);
+    let (child, url) = common::spawn_standalone(args);
+    let mut child = common::KillOnDrop(child);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let http = cert.client();
 
@@ -153,7 +154,7 @@ async fn the_binary_serves_https_with_the_given_certificate() {
     let blocking = tokio::spawn(invoke);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap()
         .success());
@@ -163,7 +164,7 @@ async fn the_binary_serves_https_with_the_given_certificate() {
         answer.json::<serde_json::Value>().await.unwrap(),
         serde_json::json!({"ok": true})
     );
-    let status = tokio::task::spawn_blocking(move || exit_of(&mut child))
+    let status = tokio::task::spawn_blocking(move || exit_of(&mut child.0))
         .await
         .unwrap();
     assert!(status.success(), "clean exit: {status:?}");

@@ -380,3 +380,14 @@ where
     let (child, first) = spawn_binary(env!("CARGO_BIN_EXE_whisk-standalone"), args);
     (child, url_in(&first))
 }
+
+/// A child process killed when dropped, so a failed assertion leaves no platform running
+/// (one holding the test's output pipe open keeps the test run from ending).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
