@@ -4,61 +4,16 @@
 
 mod common;
 
+use common::tls::Cert;
 use common::{Platform, StandaloneConfig};
 use reqwest::StatusCode;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::server::{ServeSettings, Tls};
-
-/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files.
-struct Cert {
-    dir: tempfile::TempDir,
-    pem: String,
-}
-
-impl Cert {
-    fn new() -> Self {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let generated = rcgen::generate_simple_self_signed(names).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let pem = generated.cert.pem();
-        std::fs::write(dir.path().join("cert.pem"), &pem).unwrap();
-        std::fs::write(
-            dir.path().join("key.pem"),
-            generated.signing_key.serialize_pem(),
-        )
-        .unwrap();
-        Self { dir, pem }
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-
-    /// A client that trusts only this certificate.
-    fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
-            .build()
-            .unwrap()
-    }
-
-    fn settings(&self) -> ServeSettings {
-        ServeSettings {
-            tls: Some(Tls::from_pem_files(&self.cert(), &self.key()).unwrap()),
-            ..ServeSettings::default()
-        }
-    }
-}
 
 /// `GET /api/v1/namespaces` as `key`.
 async fn namespaces(
@@ -93,7 +48,7 @@ fn exit_of(child: &mut std::process::Child) -> std::process::ExitStatus {
 /// certificate get nothing; SIGTERM still drains (a blocking invoke in flight is answered).
 #[tokio::test]
 async fn the_binary_serves_https_with_the_given_certificate() {
-    let cert = Cert::new();
+    let cert = Cert::generate();
     let mut args: Vec<std::ffi::OsString> = [
         "--port",
         "0",
@@ -206,8 +161,8 @@ fn refuses(args: &[&Path], expected: &[&str]) {
 /// and a key that belongs to another certificate.
 #[test]
 fn unusable_tls_files_stop_the_binary_with_a_clear_message() {
-    let cert = Cert::new();
-    let other = Cert::new();
+    let cert = Cert::generate();
+    let other = Cert::generate();
     let flag = |s: &'static str| Path::new(s);
     let (c, k) = (cert.cert(), cert.key());
     refuses(&[flag("--tls-cert"), &c], &["--tls-key"]);
@@ -253,7 +208,7 @@ async fn the_library_serves_https_and_cuts_off_stalled_handshakes() {
     use whisk_core::store::Store;
     use whisk_examples::cluster::{seed_keys, ControllerProcess, ControllerSettings};
 
-    let cert = Cert::new();
+    let cert = Cert::generate();
     let mut p = Platform::start_config(StandaloneConfig {
         serve: ServeSettings {
             header_read_timeout: Duration::from_secs(1),
