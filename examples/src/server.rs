@@ -80,6 +80,17 @@ pub struct ServeSettings {
     pub header_read_timeout: Duration,
 }
 
+impl ServeSettings {
+    /// The URL scheme the API is served with: `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 impl Default for ServeSettings {
     fn default() -> Self {
         Self {
@@ -94,7 +105,7 @@ impl Default for ServeSettings {
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
-    tls: bool,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -126,7 +137,7 @@ impl Server {
         let task = tokio::spawn(serving.accept(listener, tls, stopping));
         Ok(Self {
             addr,
-            tls: settings.tls.is_some(),
+            scheme: settings.scheme(),
             stop,
             task,
         })
@@ -134,8 +145,7 @@ impl Server {
 
     /// The base URL of the API, `https://` when it serves TLS.
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops accepting, lets requests in flight finish (up to 5 s).

@@ -151,11 +151,6 @@ impl Standalone {
         let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let scheme = if config.serve.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
 
         let lb = LoadBalancer::new(bus.clone(), config.scheduler.build(config.idle_timeout), 0);
         lb.add_invoker(0, config.user_memory_mb);
@@ -174,7 +169,7 @@ impl Standalone {
                 pause_grace: config.pause_grace,
                 manifest: config.manifest.clone(),
                 prewarm: config.prewarm,
-                api_host: format!("{scheme}://{addr}"),
+                api_host: format!("{}://{addr}", config.serve.scheme()),
                 retention: retention.clone(),
                 // Actions must not read the platform's database.
                 hidden: match &config.store {
