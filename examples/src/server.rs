@@ -45,8 +45,13 @@ impl Tls {
                 cert.display()
             )));
         }
-        let private = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| invalid(format!("TLS key {}: {e}", key.display())))?;
+        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => invalid(format!(
+                "TLS key {}: no PEM private key in the file",
+                key.display()
+            )),
+            e => invalid(format!("TLS key {}: {e}", key.display())),
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -186,7 +186,7 @@ fn unusable_tls_files_stop_the_binary_with_a_clear_message() {
     );
     refuses(
         &[flag("--tls-cert"), &c, flag("--tls-key"), &c],
-        &["TLS key", c.to_str().unwrap()],
+        &["TLS key", c.to_str().unwrap(), "no PEM private key"],
     );
     let (ok, ok_key) = (other.cert(), other.key());
     refuses(
