@@ -1,7 +1,9 @@
 //! Command-line pieces shared by the example binaries (flattened into each one's flags), so
 //! every binary spells a setting the same way.
 
+use crate::server::{ServeSettings, Tls};
 use crate::standalone::StoreBackend;
+use whisk_core::api::RequestLimits;
 use whisk_core::store::retention::{Retention, RetentionPolicy};
 use whisk_store::CouchConfig;
 
@@ -244,12 +246,59 @@ pub struct ListenArgs {
     /// whisk.system key still opens the API (refused otherwise).
     #[arg(long)]
     pub allow_default_keys: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs
+    /// `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Largest request body in bytes (OpenWhisk: 50 MB); 413 beyond.
+    #[arg(long, default_value_t = RequestLimits::default().max_body_bytes)]
+    pub max_body_bytes: u64,
+    /// Longest request path and query in bytes (OpenWhisk: 8 KB); 414 beyond.
+    #[arg(long, default_value_t = RequestLimits::default().max_uri_bytes)]
+    pub max_uri_bytes: usize,
+    /// Most header fields in a request; 431 beyond.
+    #[arg(long, default_value_t = RequestLimits::default().max_headers)]
+    pub max_headers: usize,
+    /// Largest total size of a request's header names and values in bytes; 431 beyond.
+    #[arg(long, default_value_t = RequestLimits::default().max_header_bytes)]
+    pub max_header_bytes: usize,
+    /// Seconds from a request's head to its response (OpenWhisk: 65): 408 while the body is
+    /// still arriving, else 503.
+    #[arg(long, default_value_t = RequestLimits::default().request_timeout.as_secs())]
+    pub request_timeout: u64,
+    /// Seconds a client may take to send a request's head (and the TLS handshake), and a
+    /// keep-alive connection may stay idle, before the connection is closed.
+    #[arg(long, default_value_t = ServeSettings::default().header_read_timeout.as_secs())]
+    pub header_read_timeout: u64,
 }
 
 impl ListenArgs {
     /// The socket address.
     pub fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.host, self.port)
+    }
+
+    /// How the API is served: the TLS files read (an error naming the file when one cannot
+    /// be used) and the request limits.
+    pub fn serve_settings(&self) -> std::io::Result<ServeSettings> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(ServeSettings {
+            tls,
+            limits: RequestLimits {
+                max_body_bytes: self.max_body_bytes,
+                max_uri_bytes: self.max_uri_bytes,
+                max_headers: self.max_headers,
+                max_header_bytes: self.max_header_bytes,
+                request_timeout: std::time::Duration::from_secs(self.request_timeout),
+            },
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+        })
     }
 }
 
@@ -363,6 +412,18 @@ pub fn say(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
+}
+
+/// A binary's exit: success, or the error printed to stderr (its message, not its debug
+/// form) and exit code 1.
+pub fn report(outcome: std::io::Result<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs to stderr at `RUST_LOG` (default `warn`).

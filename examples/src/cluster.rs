@@ -22,6 +22,8 @@ use whisk_core::store::{Collection, Retention, Store, StoreError};
 use whisk_exec::docker::{DockerConfig, DockerExecutor};
 use whisk_exec::ProcessExecutor;
 
+pub use crate::server::Server;
+
 /// Which executor runs an invoker's containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorChoice {
@@ -228,6 +230,9 @@ pub struct ControllerSettings {
     pub invoker_idle_timeout: Duration,
     /// The feed provider (default: off).
     pub feeds: crate::feeds::FeedSettings,
+    /// How the API is served: TLS and the request limits (default: plain HTTP, OpenWhisk's
+    /// limits).
+    pub serve: crate::server::ServeSettings,
 }
 
 impl Default for ControllerSettings {
@@ -242,6 +247,7 @@ impl Default for ControllerSettings {
                 enabled: false,
                 ..Default::default()
             },
+            serve: crate::server::ServeSettings::default(),
         }
     }
 }
@@ -310,6 +316,7 @@ impl ControllerProcess {
             scheduler,
             invoker_idle_timeout,
             feeds,
+            serve,
         } = settings;
         let scheduler = scheduler.build(invoker_idle_timeout);
         let lb = LoadBalancer::with_config(bus, scheduler, id, balancer);
@@ -321,8 +328,8 @@ impl ControllerProcess {
         let controller = Controller::new(store, lb, ControllerConfig { id, ..config });
         controller.prepare().await.map_err(std::io::Error::other)?;
         let feeds = crate::feeds::start(controller.clone(), &feeds).await?;
-        let app = crate::feeds::router(controller.clone(), feeds.as_ref());
-        let server = Server::start(listener, app)?;
+        let app = crate::feeds::router(controller.clone(), feeds.as_ref(), &serve);
+        let server = Server::start_with(listener, app, &serve)?;
         Ok(Self {
             controller,
             server,
@@ -340,45 +347,6 @@ impl ControllerProcess {
         for t in &self.tasks {
             t.abort();
         }
-    }
-}
-
-/// An HTTP server with a graceful stop.
-pub struct Server {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    /// Serves `app` on `listener`.
-    pub fn start(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<Self> {
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let graceful = async {
-                let _ = stopped.await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
-        Ok(Self { addr, stop, task })
-    }
-
-    /// Stops accepting, lets requests in flight finish (up to 5 s).
-    pub async fn shutdown(self) {
-        self.shutdown_within(Duration::from_secs(5)).await;
-    }
-
-    /// Stops accepting, lets requests in flight finish for up to `grace`.
-    pub async fn shutdown_within(self, grace: Duration) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(grace, self.task).await;
     }
 }
 

@@ -59,10 +59,12 @@ pub async fn start(
     Ok(Some(provider))
 }
 
-/// The API router of `controller`, with the feed provider's endpoint when there is one.
-pub fn router(controller: Arc<Controller>, feeds: Option<&Arc<FeedProvider>>) -> axum::Router {
-    match feeds {
-        Some(p) => whisk_core::api::router_with_feeds(controller, p.clone()),
-        None => whisk_core::api::router(controller),
-    }
+/// The API router of `controller` with the request limits of `serve`, and the feed
+/// provider's endpoint when there is one.
+pub fn router(
+    controller: Arc<Controller>,
+    feeds: Option<&Arc<FeedProvider>>,
+    serve: &crate::server::ServeSettings,
+) -> axum::Router {
+    whisk_core::api::router_with_limits(controller, feeds.cloned(), serve.limits.clone())
 }

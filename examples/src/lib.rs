@@ -8,6 +8,7 @@ pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
 pub mod feeds;
+pub mod server;
 pub mod sim;
 pub mod sim_report;
 pub mod standalone;

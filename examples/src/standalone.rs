@@ -2,7 +2,8 @@
 //! cache, memory bus, process executor and one in-process invoker, behind the OpenWhisk REST
 //! API. The same engines as a distributed platform; only the backends differ.
 
-use crate::cluster::{seed_keys, ExecutorChoice, InvokerProcess, InvokerSettings, Server};
+use crate::cluster::{seed_keys, ExecutorChoice, InvokerProcess, InvokerSettings};
+use crate::server::{ServeSettings, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,6 +89,9 @@ pub struct StandaloneConfig {
     /// How long [`Standalone::shutdown`] lets requests and activations in flight finish
     /// before it records the activations still running as failed; default 30 s.
     pub drain: Duration,
+    /// How the API is served: TLS and the request limits (default: plain HTTP, OpenWhisk's
+    /// limits).
+    pub serve: ServeSettings,
 }
 
 impl Default for StandaloneConfig {
@@ -112,6 +116,7 @@ impl Default for StandaloneConfig {
             scheduler: crate::cli::SchedulerChoice::default(),
             allow_default_keys: false,
             drain: Duration::from_secs(30),
+            serve: ServeSettings::default(),
         }
     }
 }
@@ -164,7 +169,7 @@ impl Standalone {
                 pause_grace: config.pause_grace,
                 manifest: config.manifest.clone(),
                 prewarm: config.prewarm,
-                api_host: format!("http://{addr}"),
+                api_host: format!("{}://{addr}", config.serve.scheme()),
                 retention: retention.clone(),
                 // Actions must not read the platform's database.
                 hidden: match &config.store {
@@ -202,14 +207,14 @@ impl Standalone {
         let controller = Controller::new(store.clone(), lb, controller_config);
         let feeds = crate::feeds::start(controller.clone(), &config.feeds).await?;
         let metrics_pool = invoker.pool.clone();
-        let app = crate::feeds::router(controller, feeds.as_ref()).route(
+        let app = crate::feeds::router(controller, feeds.as_ref(), &config.serve).route(
             "/invokers/0/pool",
             axum::routing::get(move || {
                 let pool = metrics_pool.clone();
                 async move { axum::Json(pool.metrics()) }
             }),
         );
-        let server = Server::start(listener, app)?;
+        let server = Server::start_with(listener, app, &config.serve)?;
         Ok(Self {
             addr,
             store,
@@ -220,6 +225,11 @@ impl Standalone {
             feeds,
             drain: config.drain,
         })
+    }
+
+    /// The base URL of the API (`https://` when it serves TLS).
+    pub fn url(&self) -> String {
+        self.server.url()
     }
 
     /// The platform's store.

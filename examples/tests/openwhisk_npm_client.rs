@@ -38,15 +38,14 @@ fn client_dir() -> PathBuf {
     dir.join("node_modules")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openwhisk_npm_client_drives_the_platform() {
+/// Runs the client script against the platform at `base`; asserts its 14 checks pass.
+async fn drive(base: &str) {
     let modules = client_dir();
-    let p = Platform::start().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openwhisk-npm.js");
     let out = tokio::process::Command::new("node")
         .arg(script)
         .arg(&modules)
-        .arg(&p.base)
+        .arg(base)
         .arg(GUEST_KEY)
         .output()
         .await
@@ -59,4 +58,24 @@ async fn openwhisk_npm_client_drives_the_platform() {
         14,
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openwhisk_npm_client_drives_the_platform() {
+    let p = Platform::start().await;
+    drive(&p.base).await;
+}
+
+/// The same over HTTPS (a self-signed certificate, the client's `ignore_certs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openwhisk_npm_client_drives_the_platform_over_https() {
+    let cert = common::tls::Cert::generate();
+    let p = Platform::start_config(common::StandaloneConfig {
+        serve: cert.settings(),
+        prewarm: false,
+        ..Default::default()
+    })
+    .await;
+    assert!(p.base.starts_with("https://"), "{}", p.base);
+    drive(&p.base).await;
 }

@@ -16,8 +16,8 @@ use whisk_core::loadbalancer::LoadBalancerConfig;
 use whisk_core::store::{CacheConfig, CachingStore, Store};
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
-    init_tracing, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs, ManifestArgs,
-    RetentionArgs, SchedulerArgs, UserEventsArgs,
+    init_tracing, report, say, terminated, CouchArgs, KafkaArgs, LimitArgs, ListenArgs,
+    ManifestArgs, RetentionArgs, SchedulerArgs, UserEventsArgs,
 };
 use whisk_examples::cluster::{seed_keys, ControllerProcess, ControllerSettings};
 use whisk_store::CouchStore;
@@ -79,13 +79,18 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::process::ExitCode {
+    report(run().await)
+}
+
+async fn run() -> std::io::Result<()> {
     init_tracing();
     let args: Args = admin_cli::parse_args(admin_cli::CONTROLLER_GLOBAL_ARGS);
     if let Some(cmd) = &args.command {
         let backend = whisk_examples::standalone::StoreBackend::CouchDb(args.couch.config());
         std::process::exit(admin_cli::run_on_backend(&backend, cmd).await);
     }
+    let serve = args.listen.serve_settings()?;
     let bus: Arc<dyn MessageBus> = Arc::new(
         args.kafka
             .connect(&format!("controller{}", args.id))
@@ -138,9 +143,10 @@ async fn main() -> std::io::Result<()> {
         scheduler: args.scheduler.scheduler,
         invoker_idle_timeout: Duration::from_secs(args.invoker_idle_timeout),
         feeds,
+        serve,
     };
     let process = ControllerProcess::start_with(store, bus, listener, settings).await?;
-    let url = format!("http://{}", process.server.addr);
+    let url = process.server.url();
     say(&format!(
         "whisk controller{} listening on {url} (Kafka {}, CouchDB databases {}*, scheduler {})\n\
          invokers: curl {url}/invokers\n\

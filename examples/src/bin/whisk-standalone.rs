@@ -9,8 +9,8 @@ use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_examples::admin_cli::{self, AdminCommand};
 use whisk_examples::cli::{
-    init_tracing, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs, PoolArgs,
-    RetentionArgs, SchedulerArgs, StoreArgs, UserEventsArgs,
+    init_tracing, report, say, terminated, ExecutorArgs, LimitArgs, ListenArgs, ManifestArgs,
+    PoolArgs, RetentionArgs, SchedulerArgs, StoreArgs, UserEventsArgs,
 };
 use whisk_examples::standalone::{Standalone, StandaloneConfig, StoreBackend};
 
@@ -59,13 +59,18 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::process::ExitCode {
+    report(run().await)
+}
+
+async fn run() -> std::io::Result<()> {
     init_tracing();
     let args: Args = admin_cli::parse_args(admin_cli::STANDALONE_GLOBAL_ARGS);
     let store = args.store.backend(args.listen.port)?;
     if let Some(cmd) = &args.command {
         std::process::exit(admin_cli::run_on_backend(&store, cmd).await);
     }
+    let serve = args.listen.serve_settings()?;
     let platform = Standalone::start(StandaloneConfig {
         store: store.clone(),
         retention: args.retention.retention(),
@@ -86,10 +91,11 @@ async fn main() -> std::io::Result<()> {
         },
         drain: Duration::from_secs(args.pool.drain_timeout),
         allow_default_keys: args.listen.allow_default_keys,
+        serve,
         ..StandaloneConfig::default()
     })
     .await?;
-    let url = format!("http://{}", platform.addr);
+    let url = platform.url();
     say(&format!(
         "whisk standalone listening on {url} (namespace guest, {} MB for containers, scheduler {})\n\
          try:\n  \

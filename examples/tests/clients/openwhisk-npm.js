@@ -5,7 +5,9 @@
 const assert = require('assert');
 const [modules, apihost, apiKey] = process.argv.slice(2);
 const openwhisk = require(require.resolve('openwhisk', { paths: [modules] }));
-const ow = openwhisk({ apihost, api_key: apiKey });
+// Over https (a self-signed certificate in the tests), with the client's insecure flag.
+const ignore_certs = apihost.startsWith('https://');
+const ow = openwhisk({ apihost, api_key: apiKey, ignore_certs });
 
 async function check(name, fn) {
   await fn();
@@ -57,7 +59,7 @@ async function check(name, fn) {
   });
   await check('errors reach the client', async () => {
     await assert.rejects(ow.actions.invoke({ name: 'nope', blocking: true }), (e) => e.statusCode === 404);
-    const bad = openwhisk({ apihost, api_key: apiKey.replace(/.$/, 'X') });
+    const bad = openwhisk({ apihost, api_key: apiKey.replace(/.$/, 'X'), ignore_certs });
     await assert.rejects(bad.actions.list(), (e) => e.statusCode === 401);
   });
   await check('application error is 502 with the activation', async () => {

@@ -1,6 +1,8 @@
 //! A standalone platform on a free port and a small client for the tests.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use whisk_core::entity::identity::GUEST_KEY;
@@ -46,7 +48,7 @@ impl Platform {
         })
         .await
         .expect("platform starts");
-        let base = format!("http://{}", platform.addr);
+        let base = platform.url();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Self {
             platform,
@@ -369,10 +371,10 @@ pub fn spawn_command(command: &mut std::process::Command) -> (std::process::Chil
     (child, first)
 }
 
-/// The first `http://` URL in `line`.
+/// The first `http://` or `https://` URL in `line`.
 pub fn url_in(line: &str) -> String {
     line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string()
 }
@@ -386,4 +388,15 @@ where
 {
     let (child, first) = spawn_binary(env!("CARGO_BIN_EXE_whisk-standalone"), args);
     (child, url_in(&first))
+}
+
+/// A child process killed when dropped, so a failed assertion leaves no platform running
+/// (one holding the test's output pipe open keeps the test run from ending).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -15,6 +15,7 @@ mod console;
 mod entities;
 mod error;
 mod feeds;
+mod limits;
 mod meta;
 mod packages;
 mod params;
@@ -23,6 +24,7 @@ mod triggers;
 mod web;
 
 pub use error::ApiError;
+pub use limits::RequestLimits;
 
 use crate::controller::Controller;
 use crate::entity::name::{validate_namespace, DEFAULT_NAMESPACE};
@@ -38,9 +40,6 @@ use base64::Engine;
 use error::{default_message, ErrorMessage};
 use std::sync::Arc;
 
-/// Largest request body the server reads at all (Pekko's `max-content-length`, 50 MB).
-const MAX_CONTENT_LENGTH: usize = 50 * 1024 * 1024;
-
 /// Header carrying the activation id on invoke responses.
 pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
 
@@ -51,12 +50,9 @@ pub struct ApiState {
     feeds: Option<Arc<crate::feeds::FeedProvider>>,
 }
 
-/// Builds the API router.
+/// Builds the API router, with the default [`RequestLimits`].
 pub fn router(controller: Arc<Controller>) -> Router {
-    build(ApiState {
-        controller,
-        feeds: None,
-    })
+    router_with_limits(controller, None, RequestLimits::default())
 }
 
 /// Builds the API router with the feed provider's endpoint
@@ -65,13 +61,20 @@ pub fn router_with_feeds(
     controller: Arc<Controller>,
     feeds: Arc<crate::feeds::FeedProvider>,
 ) -> Router {
-    build(ApiState {
-        controller,
-        feeds: Some(feeds),
-    })
+    router_with_limits(controller, Some(feeds), RequestLimits::default())
 }
 
-fn build(state: ApiState) -> Router {
+/// Builds the API router refusing requests beyond `limits`, with the feed provider's
+/// endpoint when `feeds` is given.
+pub fn router_with_limits(
+    controller: Arc<Controller>,
+    feeds: Option<Arc<crate::feeds::FeedProvider>>,
+    limits: RequestLimits,
+) -> Router {
+    build(ApiState { controller, feeds }, limits)
+}
+
+fn build(state: ApiState, limits: RequestLimits) -> Router {
     let ns = "/api/v1/namespaces/{ns}";
     let api = Router::new()
         .route("/api/v1", get(meta::api_info))
@@ -158,7 +161,12 @@ fn build(state: ApiState) -> Router {
         .route("/console/", get(console::index))
         .route("/console/{file}", get(console::asset))
         .merge(api)
-        .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
+        // The request limits bound the body (axum's own 2 MB default would cut it short).
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            Arc::new(limits),
+            limits::enforce,
+        ))
         .layer(middleware::from_fn(transaction))
         .with_state(state)
 }
