@@ -209,7 +209,8 @@ async fn transaction(mut req: Request, next: Next) -> Response {
                         .unwrap_or_default();
                     let text = String::from_utf8_lossy(&bytes).to_string();
                     resp = Response::from_parts(parts, axum::body::Body::empty());
-                    default_message(resp.status(), &text)
+                    let allow = resp.headers().get(header::ALLOW);
+                    default_message(resp.status(), allow.and_then(|v| v.to_str().ok()), &text)
                 }
             };
             let (mut parts, _) = resp.into_parts();
