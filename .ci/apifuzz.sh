@@ -56,7 +56,7 @@ status=0
 SCHEMATHESIS_HOOKS="$PWD/.ci/apifuzz_hooks.py" WHISK_APIFUZZ_COUNT="$WORK/count" \
   timeout 900 "$VENV/bin/st" --config-file .ci/apifuzz.toml run "$URL/api/v1/api-docs" \
   --url "$URL" --auth "$GUEST" --checks all --max-examples "$EXAMPLES" --seed "$SEED" \
-  --generation-database none --request-timeout 70 --workers 1 --no-color \
+  --generation-database none --generation-with-security-parameters false --request-timeout 70 --workers 1 --no-color \
   --warnings off || status=$?
 
 if ! kill -0 "$PLATFORM_PID" 2>/dev/null; then

@@ -163,6 +163,18 @@ async fn bad_activation_queries() {
         StatusCode::BAD_REQUEST,
         "Parameter is not a valid value for epoch seconds: yesterday",
     );
+    // Found by the API fuzzing: bounds are epoch milliseconds in OpenWhisk's (signed) 64 bits;
+    // a larger number was taken.
+    assert_error(
+        &p.get("/api/v1/namespaces/_/activations?upto=9223372036854775808")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "Parameter is not a valid value for epoch seconds: 9223372036854775808",
+    );
+    let r = p
+        .get("/api/v1/namespaces/_/activations?upto=9223372036854775807&count=true")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_error(
         &p.get("/api/v1/namespaces/_/activations?limit=300").await,
         StatusCode::BAD_REQUEST,

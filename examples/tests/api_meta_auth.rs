@@ -126,12 +126,21 @@ async fn request_ids_cors_options_and_unknown_routes() {
         StatusCode::NOT_FOUND,
         "The requested resource could not be found.",
     );
+    // A 405 names the route's own methods, in its error and in `Allow` (RFC 9110).
     let r = p
         .call(Method::PATCH, "/api/v1/namespaces/_/actions/x", None)
         .await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(r.body["error"]
-        .as_str()
-        .unwrap()
-        .starts_with("HTTP method not allowed"));
+    assert_error(
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP method not allowed, supported methods: GET, HEAD, PUT, DELETE, POST",
+    );
+    assert_eq!(r.headers["allow"], "GET,HEAD,PUT,DELETE,POST");
+    let r = p.call(Method::DELETE, "/api/v1/namespaces", None).await;
+    assert_error(
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP method not allowed, supported methods: GET, HEAD",
+    );
+    assert_eq!(r.headers["allow"], "GET,HEAD");
 }

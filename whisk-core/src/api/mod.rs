@@ -147,7 +147,7 @@ fn build(state: ApiState) -> Router {
             "/api/v1/web/{ns}/{pkg}/{*rest}",
             axum::routing::any(web::handle),
         );
-    Router::new()
+    let routes = Router::new()
         .route("/", get(meta::info))
         .route("/ping", get(|| async { "pong" }))
         .route("/invokers", get(admin::invokers))
@@ -159,8 +159,13 @@ fn build(state: ApiState) -> Router {
         .route("/console/{file}", get(console::asset))
         .merge(api)
         .layer(DefaultBodyLimit::max(MAX_CONTENT_LENGTH))
+        .with_state(state);
+    // The transaction middleware wraps the whole router, not each route: a route's 405 gets
+    // its `Allow` header from axum outside the route's own layers, and the error body names
+    // those methods.
+    Router::new()
+        .fallback_service(routes)
         .layer(middleware::from_fn(transaction))
-        .with_state(state)
 }
 
 /// A router serving only `GET /metrics` from `metrics` (for processes without the REST API,

@@ -53,15 +53,19 @@ pub(crate) fn skip(q: &QueryMap) -> Result<usize, ApiError> {
     })
 }
 
-/// An epoch-milliseconds bound (`since`/`upto`).
+/// An epoch-milliseconds bound (`since`/`upto`): a non-negative number in OpenWhisk's 64-bit
+/// signed range.
 pub(crate) fn epoch_ms(q: &QueryMap, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Parameter is not a valid value for epoch seconds: {v}"
-                ))
-            })
+            v.parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Parameter is not a valid value for epoch seconds: {v}"
+                    ))
+                })
         })
         .transpose()
 }

@@ -147,7 +147,10 @@ pub(crate) async fn handle(
 ) -> Result<Response, ApiError> {
     if !ALLOWED_METHODS.contains(&method) {
         // The transaction middleware words the error from `Allow` (RFC 9110 requires it on 405).
-        let allow = ALLOWED_METHODS.iter().map(Method::as_str).collect::<Vec<_>>();
+        let allow = ALLOWED_METHODS
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>();
         let allow = allow.join(", ");
         return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)]).into_response());
     }
