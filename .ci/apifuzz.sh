@@ -45,7 +45,8 @@ PLATFORM_PID=$!
 URL=""
 for _ in $(seq 1 200); do
   URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$WORK/platform.out" 2>/dev/null | head -1 || true)"
-  [ -n "$URL" ] && curl -sf "$URL/invokers/ready" >/dev/null 2>&1 && break
+  [ -n "$URL" ] && python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$URL/invokers/ready" 2>/dev/null && break
   URL=""
   sleep 0.1
 done
