@@ -57,6 +57,7 @@ echo "apifuzz: schemathesis $VERSION against $URL, $EXAMPLES examples per operat
 # thread-safe). The key is the real guest key, so security parameters are not generated.
 status=0
 SCHEMATHESIS_HOOKS="$PWD/.ci/apifuzz_hooks.py" WHISK_APIFUZZ_COUNT="$WORK/count" \
+  HYPOTHESIS_STORAGE_DIRECTORY="$WORK/hypothesis" \
   timeout 900 "$VENV/bin/st" --config-file .ci/apifuzz.toml run "$URL/api/v1/api-docs" \
   --url "$URL" --auth "$GUEST" --checks all --max-examples "$EXAMPLES" --seed "$SEED" \
   --generation-database none --generation-with-security-parameters false \
