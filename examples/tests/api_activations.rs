@@ -163,6 +163,38 @@ async fn bad_activation_queries() {
         StatusCode::BAD_REQUEST,
         "Parameter is not a valid value for epoch seconds: yesterday",
     );
+    // Found by the API fuzzing: bounds are epoch milliseconds in OpenWhisk's (signed) 64 bits;
+    // a larger number was taken.
+    assert_error(
+        &p.get("/api/v1/namespaces/_/activations?upto=9223372036854775808")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "Parameter is not a valid value for epoch seconds: 9223372036854775808",
+    );
+    let r = p
+        .get("/api/v1/namespaces/_/activations?upto=9223372036854775807&count=true")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Likewise `skip` (in every list): a number past 64-bit signed was taken, and one past
+    // 64-bit unsigned refused, where OpenWhisk's description says int64.
+    for list in ["activations", "actions", "rules", "triggers", "packages"] {
+        let r = p
+            .get(&format!(
+                "/api/v1/namespaces/_/{list}?skip=9223372036854775808"
+            ))
+            .await;
+        assert_error(
+            &r,
+            StatusCode::BAD_REQUEST,
+            "The query parameter 'skip' was malformed:\n'9223372036854775808' is not a valid non-negative integer value",
+        );
+        let r = p
+            .get(&format!(
+                "/api/v1/namespaces/_/{list}?skip=9223372036854775807"
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{list}: {}", r.text);
+    }
     assert_error(
         &p.get("/api/v1/namespaces/_/activations?limit=300").await,
         StatusCode::BAD_REQUEST,

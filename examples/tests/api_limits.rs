@@ -186,6 +186,7 @@ async fn api_docs_describe_every_served_route() {
             .replace("{actionNameWithExtension}", "x.json")
             .replace("{activationId}", "0123456789abcdef0123456789abcdef")
             .replace("{path}", "p")
+            .replace("{file}", "console.js")
             .replace(['{', '}'], "");
         for method in ops
             .as_object()

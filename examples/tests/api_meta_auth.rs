@@ -126,14 +126,23 @@ async fn request_ids_cors_options_and_unknown_routes() {
         StatusCode::NOT_FOUND,
         "The requested resource could not be found.",
     );
+    // A 405 names the route's own methods, in its error and in `Allow` (RFC 9110).
     let r = p
         .call(Method::PATCH, "/api/v1/namespaces/_/actions/x", None)
         .await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(r.body["error"]
-        .as_str()
-        .unwrap()
-        .starts_with("HTTP method not allowed"));
+    assert_error(
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP method not allowed, supported methods: GET, HEAD, PUT, DELETE, POST",
+    );
+    assert_eq!(r.headers["allow"], "GET,HEAD,PUT,DELETE,POST");
+    let r = p.call(Method::DELETE, "/api/v1/namespaces", None).await;
+    assert_error(
+        &r,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTP method not allowed, supported methods: GET, HEAD",
+    );
+    assert_eq!(r.headers["allow"], "GET,HEAD");
 }
 
 /// The routes OpenWhisk serves without credentials, and where its source says so
@@ -170,19 +179,9 @@ const PUBLIC: &[&str] = &[
     "/api/v1/web/{}/{}/{}/{}",
 ];
 
-/// Routes the API serves that its OpenAPI description leaves out, with their methods.
-const UNDESCRIBED: &[(&str, &[&str])] = &[
-    ("/api/v1/namespaces/{}/actions/{}/", &["GET"]),
-    ("/api/v1/feeds/{}/{}", &["POST"]),
-    ("/invokers", &["GET"]),
-    ("/invokers/healthy/count", &["GET"]),
-    ("/invokers/ready", &["GET"]),
-    ("/metrics", &["GET"]),
-    ("/console", &["GET"]),
-    ("/console/", &["GET"]),
-    ("/console/{}", &["GET"]),
-    ("/invokers/0/pool", &["GET"]),
-];
+/// Routes the platform serves that the API's OpenAPI description leaves out, with their
+/// methods: the standalone platform's own.
+const UNDESCRIBED: &[(&str, &[&str])] = &[("/invokers/0/pool", &["GET"])];
 
 /// `path` with every `{param}` (and axum's `{*rest}`) as `{}`.
 fn shape(path: &str) -> String {
@@ -204,28 +203,27 @@ fn shape(path: &str) -> String {
     out
 }
 
-/// The paths the API's router (`whisk-core/src/api/mod.rs`) and the standalone platform
-/// (`examples/src/standalone.rs`) register with `.route(...)`, as shapes: read from the
-/// source, so a route added there without a place in this test fails it.
+/// The paths the API's route table (`routes()` in `whisk-core/src/api/mod.rs`) and the
+/// standalone platform (`examples/src/standalone.rs`, with `.route(...)`) register, as
+/// shapes: read from the source, so a route added there without a place in this test fails it.
 fn router_paths() -> Vec<String> {
-    let src = concat!(
-        include_str!("../../whisk-core/src/api/mod.rs"),
-        include_str!("../src/standalone.rs")
-    );
-    let ns_prefix = "/api/v1/namespaces/{ns}";
-    let mut paths = Vec::new();
-    for (i, _) in src.match_indices(".route(") {
-        let rest = &src[i + ".route(".len()..];
-        let start = rest.find('"').expect("a route path literal");
-        let lit = &rest[start + 1..];
-        let end = lit.find('"').unwrap();
-        let lit = &lit[..end];
-        let path = match lit.strip_prefix("{ns}") {
-            Some(rest) => format!("{ns_prefix}{rest}"),
-            None => lit.to_string(),
-        };
-        let path = path.replace("{{", "{").replace("}}", "}");
-        paths.push(shape(&path));
+    let api = include_str!("../../whisk-core/src/api/mod.rs");
+    let table = &api[api.find("fn routes()").expect("the route table")..];
+    let table = &table[..table
+        .find("\nfn build(")
+        .expect("the end of the route table")];
+    let standalone = include_str!("../src/standalone.rs");
+    // A literal's text from its opening quote at `lit[0]`.
+    let literal = |lit: &str| shape(&lit[1..lit[1..].find('"').expect("a closing quote") + 1]);
+    let mut paths: Vec<String> = table
+        .match_indices("(\"/")
+        .map(|(i, _)| literal(&table[i + 1..]))
+        .collect();
+    for (i, _) in standalone.match_indices(".route(") {
+        let rest = &standalone[i..];
+        paths.push(literal(
+            &rest[rest.find('"').expect("a route path literal")..],
+        ));
     }
     assert!(paths.len() > 20, "found only {paths:?}");
     paths

@@ -353,3 +353,40 @@ async fn rule_and_trigger_errors() {
         "Resource by this name exists but is not in this collection.",
     );
 }
+
+#[tokio::test]
+async fn updating_an_entity_at_the_largest_patch_version_carries_into_minor() {
+    // Found by the API fuzzing: the update's version bump overflowed, and the handler panicked
+    // (the connection closed without an answer).
+    let p = Platform::start().await;
+    p.action("a", "nodejs:20", ECHO, json!({})).await;
+    let largest = json!({"version": "0.0.4294967295"});
+    for (collection, create) in [
+        ("triggers", largest.clone()),
+        ("packages", largest.clone()),
+        (
+            "actions",
+            json!({"version": "0.0.4294967295", "exec": {"kind": "nodejs:20", "code": ECHO}}),
+        ),
+        (
+            "rules",
+            json!({"version": "0.0.4294967295", "trigger": "/_/triggers0", "action": "/_/a"}),
+        ),
+    ] {
+        let name = format!("{collection}0");
+        let path = format!("/api/v1/namespaces/_/{collection}/{name}");
+        let r = p.call(Method::PUT, &path, Some(create)).await;
+        assert_eq!(r.status, StatusCode::OK, "{collection}: {}", r.text);
+        assert_eq!(r.body["version"], "0.0.4294967295");
+        let r = p
+            .call(
+                Method::PUT,
+                &format!("{path}?overwrite=true"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{collection}: {}", r.text);
+        assert_eq!(r.body["version"], "0.1.0", "{collection}");
+        assert_eq!(p.get(&path).await.body["version"], "0.1.0", "{collection}");
+    }
+}

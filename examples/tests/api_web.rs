@@ -904,6 +904,25 @@ async fn options_and_cors() {
 }
 
 #[tokio::test]
+async fn other_methods_get_405_with_allow() {
+    // Found by the API fuzzing: this 405 had no `Allow` header (RFC 9110 requires one).
+    let p = Platform::start().await;
+    p.action("echo", "nodejs:20", ECHO, web_action(&[])).await;
+    for path in [format!("{WEB}/echo.json"), format!("{WEB}/echo.json/a/b")] {
+        let r = Req::new(&p, Method::TRACE, &path).send().await;
+        assert_error(
+            &r,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "HTTP method not allowed, supported methods: GET, DELETE, POST, PUT, HEAD, OPTIONS, PATCH",
+        );
+        assert_eq!(
+            header(&r.headers, "allow"),
+            Some("GET, DELETE, POST, PUT, HEAD, OPTIONS, PATCH")
+        );
+    }
+}
+
+#[tokio::test]
 async fn actions_in_packages_and_bindings() {
     let p = Platform::start().await;
     let r = p

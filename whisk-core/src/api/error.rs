@@ -134,12 +134,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Default messages for statuses produced without an [`ApiError`] (router rejections).
-pub(crate) fn default_message(status: StatusCode, body: &str) -> String {
+/// Default messages for statuses produced without an [`ApiError`] (router rejections); a 405
+/// names the methods of its `allow` header (axum's `GET,HEAD`), as Pekko's rejection does.
+pub(crate) fn default_message(status: StatusCode, allow: Option<&str>, body: &str) -> String {
     match status {
         StatusCode::NOT_FOUND => "The requested resource could not be found.".into(),
         StatusCode::METHOD_NOT_ALLOWED => {
-            "HTTP method not allowed, supported methods: GET, PUT, POST, DELETE".into()
+            let methods: Vec<&str> = allow
+                .unwrap_or("GET,PUT,POST,DELETE")
+                .split(',')
+                .map(str::trim)
+                .collect();
+            format!(
+                "HTTP method not allowed, supported methods: {}",
+                methods.join(", ")
+            )
         }
         StatusCode::PAYLOAD_TOO_LARGE => "The request content was too large.".into(),
         _ if !body.is_empty() => body.to_string(),

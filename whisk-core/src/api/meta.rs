@@ -53,7 +53,7 @@ pub(crate) async fn namespaces(Auth(user): Auth) -> Json<Value> {
 }
 
 /// The OpenAPI description of this API.
-const OPENAPI: &str = include_str!("openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
 /// `GET /api/v1/api-docs`.
 pub(crate) async fn api_docs() -> axum::response::Response {

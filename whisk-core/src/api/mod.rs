@@ -34,7 +34,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post, MethodRouter};
 use axum::Router;
 use base64::Engine;
 use error::{default_message, ErrorMessage};
@@ -74,101 +74,107 @@ pub fn router_with_limits(
     build(ApiState { controller, feeds }, limits)
 }
 
-fn build(state: ApiState, limits: RequestLimits) -> Router {
-    let ns = "/api/v1/namespaces/{ns}";
-    let api = Router::new()
-        .route("/api/v1", get(meta::api_info))
-        .route("/api/v1/api-docs", get(meta::api_docs))
-        .route("/api/v1/namespaces", get(meta::namespaces))
-        .route(&format!("{ns}/limits"), get(meta::limits))
-        .route(
-            &format!("{ns}/actions"),
-            get(list::<crate::entity::WhiskAction>),
-        )
-        .route(
-            &format!("{ns}/actions/{{name}}"),
+/// Every route the API serves: its path (axum's syntax) and handlers. The OpenAPI description
+/// (`openapi.json`) documents each of them (checked by a test).
+fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    use crate::entity::{WhiskAction, WhiskRule, WhiskTrigger};
+    vec![
+        ("/", get(meta::info)),
+        ("/ping", get(|| async { "pong" })),
+        ("/invokers", get(admin::invokers)),
+        ("/invokers/healthy/count", get(admin::healthy_count)),
+        ("/invokers/ready", get(admin::ready)),
+        ("/metrics", get(admin::metrics)),
+        ("/console", get(console::index)),
+        ("/console/", get(console::index)),
+        ("/console/{file}", get(console::asset)),
+        ("/api/v1", get(meta::api_info)),
+        ("/api/v1/api-docs", get(meta::api_docs)),
+        ("/api/v1/namespaces", get(meta::namespaces)),
+        ("/api/v1/namespaces/{ns}/limits", get(meta::limits)),
+        ("/api/v1/namespaces/{ns}/actions", get(list::<WhiskAction>)),
+        (
+            "/api/v1/namespaces/{ns}/actions/{name}",
             get(actions::get)
                 .put(actions::put)
                 .delete(actions::delete)
                 .post(actions::invoke),
-        )
-        .route(
-            &format!("{ns}/actions/{{pkg}}/"),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/actions/{pkg}/",
             get(packages::list_actions),
-        )
-        .route(
-            &format!("{ns}/actions/{{pkg}}/{{name}}"),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/actions/{pkg}/{name}",
             get(actions::get_in_package)
                 .put(actions::put_in_package)
                 .delete(actions::delete_in_package)
                 .post(actions::invoke_in_package),
-        )
-        .route(&format!("{ns}/packages"), get(packages::list))
-        .route(
-            &format!("{ns}/packages/{{name}}"),
+        ),
+        ("/api/v1/namespaces/{ns}/packages", get(packages::list)),
+        (
+            "/api/v1/namespaces/{ns}/packages/{name}",
             get(packages::get)
                 .put(packages::put)
                 .delete(packages::delete),
-        )
-        .route(
-            &format!("{ns}/triggers"),
-            get(list::<crate::entity::WhiskTrigger>),
-        )
-        .route(
-            &format!("{ns}/triggers/{{name}}"),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/triggers",
+            get(list::<WhiskTrigger>),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/triggers/{name}",
             get(triggers::get)
                 .put(triggers::put)
                 .delete(triggers::delete)
                 .post(triggers::fire),
-        )
-        .route(
-            &format!("{ns}/rules"),
-            get(list::<crate::entity::WhiskRule>),
-        )
-        .route(
-            &format!("{ns}/rules/{{name}}"),
+        ),
+        ("/api/v1/namespaces/{ns}/rules", get(list::<WhiskRule>)),
+        (
+            "/api/v1/namespaces/{ns}/rules/{name}",
             get(rules::get)
                 .put(rules::put)
                 .delete(rules::delete)
                 .post(rules::set_status),
-        )
-        .route(
-            "/api/v1/feeds/{package}/{feed}",
-            axum::routing::post(feeds::lifecycle),
-        )
-        .route(&format!("{ns}/activations"), get(activations::list))
-        .route(&format!("{ns}/activations/{{id}}"), get(activations::get))
-        .route(
-            &format!("{ns}/activations/{{id}}/logs"),
+        ),
+        ("/api/v1/feeds/{package}/{feed}", post(feeds::lifecycle)),
+        (
+            "/api/v1/namespaces/{ns}/activations",
+            get(activations::list),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/activations/{id}",
+            get(activations::get),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/activations/{id}/logs",
             get(activations::logs),
-        )
-        .route(
-            &format!("{ns}/activations/{{id}}/result"),
+        ),
+        (
+            "/api/v1/namespaces/{ns}/activations/{id}/result",
             get(activations::result),
-        )
-        .route(
-            "/api/v1/web/{ns}/{pkg}/{*rest}",
-            axum::routing::any(web::handle),
-        );
-    Router::new()
-        .route("/", get(meta::info))
-        .route("/ping", get(|| async { "pong" }))
-        .route("/invokers", get(admin::invokers))
-        .route("/invokers/healthy/count", get(admin::healthy_count))
-        .route("/invokers/ready", get(admin::ready))
-        .route("/metrics", get(admin::metrics))
-        .route("/console", get(console::index))
-        .route("/console/", get(console::index))
-        .route("/console/{file}", get(console::asset))
-        .merge(api)
+        ),
+        ("/api/v1/web/{ns}/{pkg}/{*rest}", any(web::handle)),
+    ]
+}
+
+fn build(state: ApiState, limits: RequestLimits) -> Router {
+    let routes = routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, handlers)| r.route(path, handlers))
         // The request limits bound the body (axum's own 2 MB default would cut it short).
         .layer(DefaultBodyLimit::disable())
+        .with_state(state);
+    // The transaction middleware wraps the whole router, not each route: a route's 405 gets
+    // its `Allow` header from axum outside the route's own layers, and the error body names
+    // those methods.
+    Router::new()
+        .fallback_service(routes)
         .layer(middleware::from_fn_with_state(
             Arc::new(limits),
             limits::enforce,
         ))
         .layer(middleware::from_fn(transaction))
-        .with_state(state)
 }
 
 /// A router serving only `GET /metrics` from `metrics` (for processes without the REST API,
@@ -217,7 +223,8 @@ async fn transaction(mut req: Request, next: Next) -> Response {
                         .unwrap_or_default();
                     let text = String::from_utf8_lossy(&bytes).to_string();
                     resp = Response::from_parts(parts, axum::body::Body::empty());
-                    default_message(resp.status(), &text)
+                    let allow = resp.headers().get(header::ALLOW);
+                    default_message(resp.status(), allow.and_then(|v| v.to_str().ok()), &text)
                 }
             };
             let (mut parts, _) = resp.into_parts();
@@ -425,4 +432,51 @@ pub(crate) fn resolve_namespace(
         format!("{ns}/{resource}")
     };
     Err(ApiError::forbidden(&target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path with every `{parameter}` (and `{*rest}`) written as `{}`.
+    fn shape(path: &str) -> String {
+        let mut out = String::new();
+        let mut in_param = false;
+        for c in path.chars() {
+            match c {
+                '{' => in_param = true,
+                '}' => {
+                    in_param = false;
+                    out.push_str("{}");
+                }
+                _ if !in_param => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_description_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(meta::OPENAPI).unwrap();
+        let documented: std::collections::HashSet<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|p| shape(p))
+            .collect();
+        let served: Vec<String> = routes().iter().map(|(p, _)| shape(p)).collect();
+        for path in &served {
+            assert!(
+                documented.contains(path),
+                "{path} is served but not documented"
+            );
+        }
+        // The web route's `{*rest}` is documented as the action alone and with a path after it.
+        assert!(documented.contains("/api/v1/web/{}/{}/{}/{}"));
+        assert_eq!(
+            shape("/api/v1/namespaces/{ns}/actions/{pkg}/"),
+            "/api/v1/namespaces/{}/actions/{}/"
+        );
+    }
 }

@@ -42,10 +42,16 @@ pub(crate) fn limit(q: &QueryMap, collection: &str) -> Result<usize, ApiError> {
     Ok(if n == 0 { MAX as usize } else { n as usize })
 }
 
-/// `skip`, a non-negative integer (default 0).
+/// `v` as a non-negative number in OpenWhisk's 64-bit signed range.
+fn non_negative_long(v: &str) -> Option<u64> {
+    v.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok())
+}
+
+/// `skip`, a non-negative 64-bit integer (default 0).
 pub(crate) fn skip(q: &QueryMap) -> Result<usize, ApiError> {
     let Some(v) = q.get("skip") else { return Ok(0) };
-    v.parse::<usize>().map_err(|_| {
+    let n = non_negative_long(v).and_then(|n| usize::try_from(n).ok());
+    n.ok_or_else(|| {
         ApiError::bad_query(
             "skip",
             format!("'{v}' is not a valid non-negative integer value"),
@@ -53,11 +59,12 @@ pub(crate) fn skip(q: &QueryMap) -> Result<usize, ApiError> {
     })
 }
 
-/// An epoch-milliseconds bound (`since`/`upto`).
+/// An epoch-milliseconds bound (`since`/`upto`): a non-negative number in OpenWhisk's 64-bit
+/// signed range.
 pub(crate) fn epoch_ms(q: &QueryMap, name: &str) -> Result<Option<u64>, ApiError> {
     q.get(name)
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
+            non_negative_long(v).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "Parameter is not a valid value for epoch seconds: {v}"
                 ))

@@ -23,11 +23,26 @@ impl SemVer {
         patch: 1,
     };
 
-    /// The next patch version (`0.0.1` → `0.0.2`).
+    /// The next patch version (`0.0.1` → `0.0.2`). A component at its largest value carries
+    /// into the one before it (`0.0.4294967295` → `0.1.0`); the largest version stays as it is.
     pub fn up_patch(self) -> SemVer {
-        SemVer {
-            patch: self.patch + 1,
-            ..self
+        if let Some(patch) = self.patch.checked_add(1) {
+            return SemVer { patch, ..self };
+        }
+        if let Some(minor) = self.minor.checked_add(1) {
+            return SemVer {
+                minor,
+                patch: 0,
+                ..self
+            };
+        }
+        match self.major.checked_add(1) {
+            Some(major) => SemVer {
+                major,
+                minor: 0,
+                patch: 0,
+            },
+            None => self,
         }
     }
 }
@@ -106,5 +121,16 @@ mod tests {
         for bad in ["0.0.0", "01.0.1", "1.0", "a.b.c", "1.0.0.0", ""] {
             assert!(bad.parse::<SemVer>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bumping_the_largest_components_carries_instead_of_overflowing() {
+        let bump = |v: &str| v.parse::<SemVer>().unwrap().up_patch().to_string();
+        assert_eq!(bump("0.0.4294967295"), "0.1.0");
+        assert_eq!(bump("2.4294967295.4294967295"), "3.0.0");
+        assert_eq!(
+            bump("4294967295.4294967295.4294967295"),
+            "4294967295.4294967295.4294967295"
+        );
     }
 }

@@ -147,10 +147,13 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !ALLOWED_METHODS.contains(&method) {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "HTTP method not allowed, supported methods: GET, DELETE, POST, PUT, HEAD, OPTIONS, PATCH",
-        ));
+        // The transaction middleware words the error from `Allow` (RFC 9110 requires it on 405).
+        let allow = ALLOWED_METHODS
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>();
+        let allow = allow.join(", ");
+        return Ok((StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, allow)]).into_response());
     }
     let target = WebPath::parse(uri.path()).ok_or_else(ApiError::not_found)?;
     let (owner, action) = verify(&s, &target).await?;
