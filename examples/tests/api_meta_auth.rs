@@ -213,17 +213,18 @@ fn router_paths() -> Vec<String> {
         .find("\nfn build(")
         .expect("the end of the route table")];
     let standalone = include_str!("../src/standalone.rs");
-    // A literal's text from its opening quote at `lit[0]`.
-    let literal = |lit: &str| shape(&lit[1..lit[1..].find('"').expect("a closing quote") + 1]);
+    // The table's string literals (every other piece between quotes) that are paths.
     let mut paths: Vec<String> = table
-        .match_indices("(\"/")
-        .map(|(i, _)| literal(&table[i + 1..]))
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|lit| lit.starts_with('/'))
+        .map(shape)
         .collect();
     for (i, _) in standalone.match_indices(".route(") {
         let rest = &standalone[i..];
-        paths.push(literal(
-            &rest[rest.find('"').expect("a route path literal")..],
-        ));
+        let lit = rest.split('"').nth(1).expect("a route path literal");
+        paths.push(shape(lit));
     }
     assert!(paths.len() > 20, "found only {paths:?}");
     paths
