@@ -20,7 +20,7 @@ mod packages;
 mod params;
 mod rules;
 mod triggers;
-mod web;
+pub mod web;
 
 pub use error::ApiError;
 
