@@ -30,6 +30,7 @@ mod logbuf;
 mod process;
 mod runtimes;
 
+pub use actionloop::archive::materialise as materialise_action_code;
 #[cfg(feature = "docker")]
 pub use docker::{DockerConfig, DockerExecutor};
 pub use isolation::Enforcement;

@@ -21,7 +21,7 @@ mod packages;
 mod params;
 mod rules;
 mod triggers;
-mod web;
+pub mod web;
 
 pub use error::ApiError;
 pub use limits::RequestLimits;

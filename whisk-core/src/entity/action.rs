@@ -40,7 +40,7 @@ pub struct WhiskAction {
 }
 
 /// The body of `PUT /actions/{name}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WhiskActionPut {
     /// New exec (required on create).

@@ -242,7 +242,7 @@ pub enum Exec {
 }
 
 /// The `exec` object of a `PUT` body or a stored document, before validation.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecPut {
     /// The kind (`nodejs:20`, `python:default`, `blackbox`, ...).
     pub kind: String,

@@ -275,4 +275,60 @@ mod tests {
         let l = put.apply(d, &sys).unwrap();
         assert_eq!((l.timeout, l.memory, l.logs), (300_000, 128, 0));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A range `min..=min+span` with its default inside.
+        fn range() -> impl Strategy<Value = LimitRange> {
+            (0u64..1000, 0u64..1000).prop_map(|(min, span)| LimitRange {
+                min,
+                max: min + span,
+                default: min + span / 2,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Every value in its range is taken as it is and every other one refused with
+            /// OpenWhisk's message naming the value, the direction and the bound crossed;
+            /// the limits not given keep the base's value.
+            #[test]
+            fn every_limit_is_checked_against_its_range(
+                ranges in [range(), range(), range(), range()],
+                values in [prop::option::of(0u64..3000), prop::option::of(0u64..3000),
+                           prop::option::of(0u64..3000), prop::option::of(0u64..3000)],
+            ) {
+                let [timeout_ms, memory_mb, logs_mb, concurrency] = ranges;
+                let system = SystemLimits { timeout_ms, memory_mb, logs_mb, concurrency, ..SystemLimits::default() };
+                let base = ActionLimits::defaults(&system);
+                let put = ActionLimitsPut {
+                    timeout: values[0],
+                    memory: values[1],
+                    logs: values[2],
+                    concurrency: values[3],
+                    instances: None,
+                };
+                let units = [("duration", " milliseconds"), ("memory size", " MB"), ("log size", " MB"), ("concurrency", "")];
+                let refusal = ranges.iter().zip(values).zip(units).find_map(|((r, v), (what, unit))| {
+                    let v = v?;
+                    let (dir, bound) = if v > r.max { ("exceeds", r.max) } else if v < r.min { ("below", r.min) } else { return None };
+                    Some(format!("{what} {v}{unit} {dir} allowed threshold of {bound}{unit}"))
+                });
+                match (put.apply(base, &system), refusal) {
+                    (Err(e), Some(message)) => prop_assert_eq!(e.to_string(), message),
+                    (Ok(l), None) => {
+                        let got = [l.timeout, l.memory, l.logs, l.concurrency];
+                        let old = [base.timeout, base.memory, base.logs, base.concurrency];
+                        for ((g, v), o) in got.into_iter().zip(values).zip(old) {
+                            prop_assert_eq!(g, v.unwrap_or(o));
+                        }
+                    }
+                    (got, want) => prop_assert!(false, "got {:?}, want refusal {:?}", got, want),
+                }
+            }
+        }
+    }
 }

@@ -75,7 +75,7 @@ pub struct WhiskPackage {
 }
 
 /// The body of `PUT /packages/{name}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhiskPackagePut {
     /// Makes this a binding of `{namespace, name}`.

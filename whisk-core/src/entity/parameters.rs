@@ -165,4 +165,70 @@ mod tests {
             json!([{"key":"a","value":"b","init":true}])
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn params() -> impl Strategy<Value = Parameters> {
+            prop::collection::btree_map(0u8..6, (any::<i8>(), any::<bool>()), 0..6).prop_map(|m| {
+                Parameters(
+                    m.into_iter()
+                        .map(|(k, (v, init))| Parameter {
+                            key: format!("k{k}"),
+                            value: json!(v),
+                            init,
+                        })
+                        .collect(),
+                )
+            })
+        }
+
+        fn keys(p: &Parameters) -> Vec<&str> {
+            p.0.iter().map(|p| p.key.as_str()).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// `a.merge(b)` (OpenWhisk's `a ++ b`): every key once; `b`'s entries (value and
+            /// `init`) win; the other keys keep `a`'s; `a`'s keys keep their order and `b`'s
+            /// new ones follow in theirs.
+            #[test]
+            fn merge_is_openwhisk_overlay(a in params(), b in params()) {
+                let m = a.merge(&b);
+                let mut seen = std::collections::HashSet::new();
+                prop_assert!(m.0.iter().all(|p| seen.insert(p.key.clone())));
+                for p in &m.0 {
+                    let want = b.0.iter().chain(&a.0).find(|q| q.key == p.key).unwrap();
+                    prop_assert_eq!(p, want);
+                }
+                let mut order = keys(&a);
+                order.extend(keys(&b).into_iter().filter(|k| a.get(k).is_none()));
+                prop_assert_eq!(keys(&m), order);
+                prop_assert_eq!(m.init_keys().len(), m.0.iter().filter(|p| p.init).count());
+            }
+
+            /// The action argument: the parameters overridden by an object payload's fields; an
+            /// array payload is the argument as it is.
+            #[test]
+            fn payload_overrides_parameters(p in params(), payload in params(), array in any::<bool>()) {
+                let payload = match array {
+                    true => Value::Array(payload.0.iter().map(|q| q.value.clone()).collect()),
+                    false => Value::Object(payload.to_object()),
+                };
+                let args = p.merged_with(payload.clone());
+                match &payload {
+                    Value::Object(fields) => {
+                        let args = args.as_object().unwrap();
+                        for (k, v) in args {
+                            prop_assert_eq!(Some(v), fields.get(k).or_else(|| p.get(k)));
+                        }
+                        prop_assert!(fields.keys().chain(p.0.iter().map(|q| &q.key)).all(|k| args.contains_key(k)));
+                    }
+                    _ => prop_assert_eq!(&args, &payload),
+                }
+            }
+        }
+    }
 }

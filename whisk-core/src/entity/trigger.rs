@@ -76,7 +76,7 @@ fn empty_object() -> Value {
 }
 
 /// The body of `PUT /triggers/{name}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WhiskTriggerPut {
     /// Parameters.
     pub parameters: Option<Parameters>,
@@ -116,7 +116,7 @@ pub struct WhiskRule {
 }
 
 /// The body of `PUT /rules/{name}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WhiskRulePut {
     /// `"/ns/name"` or `{path, name}`.
     pub trigger: Option<Value>,

@@ -492,8 +492,10 @@ impl Invoker {
     fn job(&self, msg: &ActivationMessage, action: Arc<WhiskAction>, revision: String) -> Job {
         let mut args = msg.content.clone().unwrap_or_else(|| json!({}));
         // Init parameters go to /init as environment and are left out of the /run argument,
-        // as OpenWhisk's ContainerProxy partitions them.
-        let init_env = init_params_env(&action, &args);
+        // as OpenWhisk's ContainerProxy partitions them. They are the message's: the
+        // controller took them from the resolved action, whose parameters include its
+        // package's and binding's (the stored action here has only its own).
+        let init_env = init_params_env(&msg.init_args, &args);
         if let Value::Object(m) = &mut args {
             m.retain(|k, _| !init_env.contains_key(k));
         }

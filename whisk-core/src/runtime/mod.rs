@@ -385,6 +385,27 @@ fn init_failure(body: &[u8]) -> ActivationResponse {
 mod tests {
     use super::*;
 
+    /// Found by fuzzing (`runtime_reply`): serde_json's default parser read this number one
+    /// bit off the nearest double, so the result changed when its record was read back.
+    #[test]
+    fn a_result_keeps_its_numbers_exactly() {
+        let digits = "555555555555555555555555555555555";
+        let reply = Reply::Answered {
+            status: 200,
+            body: bytes::Bytes::from(format!("[{digits}]")),
+        };
+        let out = RuntimeClient::default().classify(
+            Phase::Run,
+            reply,
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
+        let result = out.response.result.expect("a result");
+        assert_eq!(result[0].as_f64(), Some(digits.parse::<f64>().unwrap()));
+        let written = serde_json::to_string(&result).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), result);
+    }
+
     #[tokio::test]
     async fn a_runtime_that_redirects_is_not_followed() {
         use std::sync::atomic::{AtomicUsize, Ordering};

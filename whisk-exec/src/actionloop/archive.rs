@@ -26,7 +26,11 @@ const LINK_OUTSIDE: &str = "is a symbolic link pointing outside the action direc
 
 /// Writes the executable given by an `/init` value's `code` (base64 when `binary`) under
 /// `root` and returns its path, `root/exec`. The error is the message of the failed init.
-pub(crate) fn materialise(code: &str, binary: bool, root: &Path) -> Result<PathBuf, String> {
+///
+/// A zip archive (base64 `code` starting with a zip signature) is extracted into `root`;
+/// no entry is written outside it, and no symbolic link it leaves behind on success leads
+/// outside it. `root` must exist and be empty.
+pub fn materialise(code: &str, binary: bool, root: &Path) -> Result<PathBuf, String> {
     let exe = root.join("exec");
     let data = if binary {
         let data = decode_base64(code)?;

@@ -24,7 +24,7 @@
 //!   `502 {"error":"command exited"}`, as OpenWhisk's actionloop proxy does, and a line
 //!   `actionloop: the action's process ...` says why in the logs.
 
-mod archive;
+pub(crate) mod archive;
 
 use crate::isolation::{self, Sandbox};
 use crate::logbuf::LogBuffer;

@@ -87,23 +87,23 @@ mod annotation {
 
 /// The parts of a web action path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct WebPath {
+pub struct WebPath {
     /// The namespace segment.
-    ns: String,
+    pub ns: String,
     /// The package, `None` for `default`.
-    pkg: Option<String>,
+    pub pkg: Option<String>,
     /// The action name without its extension.
-    name: String,
+    pub name: String,
     /// The response media the extension asks for.
     media: Media,
     /// What follows the action segment (`__ow_path`): `""` or `/...`, still percent-encoded.
-    rest: String,
+    pub rest: String,
 }
 
 impl WebPath {
     /// Parses a request path `/api/v1/web/{ns}/{pkg}/{action}[.ext][/rest]`; `None` unless
     /// the namespace, package and action are valid names.
-    fn parse(path: &str) -> Option<Self> {
+    pub fn parse(path: &str) -> Option<Self> {
         let mut parts = path.strip_prefix("/api/v1/web/")?.splitn(4, '/');
         let ns = request::percent_decode(parts.next()?, false);
         let pkg = request::percent_decode(parts.next()?, false);
@@ -123,7 +123,7 @@ impl WebPath {
     }
 
     /// The action's path for resolution: `ns` or `ns/pkg`.
-    fn action_path(&self) -> String {
+    pub fn action_path(&self) -> String {
         match &self.pkg {
             Some(p) => format!("{}/{p}", self.ns),
             None => self.ns.clone(),

@@ -1034,15 +1034,19 @@ fn destroy_all(containers: Vec<Arc<dyn Container>>) {
     }
 }
 
-/// The `/init` environment entries of an action's `init` parameters.
-pub fn init_params_env(action: &WhiskAction, args: &Value) -> serde_json::Map<String, Value> {
-    action
-        .parameters
-        .init_keys()
-        .into_iter()
-        .map(|k| {
-            let v = args.get(&k).map(env_string).unwrap_or_default();
-            (k, Value::String(v))
+/// The `/init` environment of an activation: the fields of its argument `args` named in
+/// `init_args` (the activation message's `initArgs`, the `init` parameters of the action as
+/// resolved, package and binding included), as OpenWhisk's `ContainerProxy` partitions them.
+/// An argument that is not an object (an array payload) gives none.
+pub fn init_params_env(init_args: &[String], args: &Value) -> serde_json::Map<String, Value> {
+    let Value::Object(fields) = args else {
+        return serde_json::Map::new();
+    };
+    init_args
+        .iter()
+        .filter_map(|k| {
+            let v = fields.get(k)?;
+            Some((k.clone(), Value::String(env_string(v))))
         })
         .collect()
 }
