@@ -141,6 +141,7 @@ async fn executor_starts(executor: &DockerExecutor, client: &RuntimeClient) -> S
             image: None,
             memory_mb: 256,
             env: vec![],
+            host_network: false,
         };
         let t = Instant::now();
         let c = executor.create(&spec).await.expect("container starts");
@@ -162,6 +163,7 @@ async fn pause_resume(executor: &dyn ContainerExecutor, client: &RuntimeClient) 
         image: None,
         memory_mb: 256,
         env: vec![],
+        host_network: false,
     };
     let c = executor.create(&spec).await.expect("container starts");
     first_result(client, c.endpoint()).await;

@@ -322,6 +322,7 @@ async fn floor_container(exec: &ProcessExecutor, kind: &Kind, name: &str) -> Arc
         image: (kind.kind == "blackbox").then(|| "openwhisk/dockerskeleton".into()),
         memory_mb: 128,
         env: vec![],
+        host_network: false,
     };
     let c = exec.create(&spec).await.expect("floor container starts");
     let body = init_body(

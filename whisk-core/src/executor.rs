@@ -43,6 +43,10 @@ pub struct ContainerSpec {
     pub memory_mb: u64,
     /// Environment of the container (e.g. `__OW_API_HOST`).
     pub env: Vec<(String, String)>,
+    /// Keep the host's network for this container even where the executor gives containers a
+    /// network of their own: the platform's own actions (the `whisk.system` namespace, such as
+    /// the feed actions) call the platform's API at `__OW_API_HOST`.
+    pub host_network: bool,
 }
 
 /// A running container.

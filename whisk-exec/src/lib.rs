@@ -14,7 +14,7 @@
 //! # #[tokio::main] async fn main() {
 //! let exec = whisk_exec::ProcessExecutor::new().unwrap();
 //! let spec = ContainerSpec { name: "demo".into(), kind: "nodejs:20".into(), image: None,
-//!                            memory_mb: 256, env: vec![] };
+//!                            memory_mb: 256, env: vec![] , host_network: false };
 //! let container = exec.create(&spec).await.unwrap();
 //! println!("runtime listening at {}", container.endpoint());
 //! container.destroy().await.unwrap();

@@ -166,7 +166,7 @@ impl ContainerExecutor for ProcessExecutor {
         let Some(launcher) = self.launchers.get(&spec.kind) else {
             if spec.kind == actionloop::KIND {
                 let confinement = self.confinement(spec)?;
-                let sandbox = self.sandbox(true);
+                let sandbox = self.sandbox(!spec.host_network);
                 return match ActionLoopContainer::create(spec, confinement.clone(), sandbox) {
                     Ok(c) => Ok(Arc::new(c)),
                     Err(e) => {
@@ -226,7 +226,7 @@ impl ContainerExecutor for ProcessExecutor {
             spec.memory_mb,
             &confinement.workdir,
             &env,
-            &self.sandbox(socket.is_some()),
+            &self.sandbox(socket.is_some() && !spec.host_network),
         );
         if let Some(listener) = &listener {
             use std::os::fd::AsRawFd;
@@ -606,6 +606,7 @@ mod tests {
             image: None,
             memory_mb: 128,
             env: vec![],
+            host_network: false,
         };
         let c = exec.create(&spec).await.unwrap();
         assert!(c.endpoint().starts_with("unix:/"), "{}", c.endpoint());
@@ -657,6 +658,7 @@ mod tests {
             image: None,
             memory_mb: 128,
             env: vec![],
+            host_network: false,
         };
         let err = exec.create(&spec).await.err().expect("start fails");
         assert!(err.to_string().contains("oops"), "{err}");

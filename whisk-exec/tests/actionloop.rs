@@ -55,6 +55,7 @@ fn spec(env: &[(&str, &str)]) -> ContainerSpec {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        host_network: false,
     }
 }
 

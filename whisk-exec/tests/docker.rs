@@ -278,6 +278,7 @@ fn spec(name: &str, memory_mb: u64, script: &str) -> ContainerSpec {
         image: None,
         memory_mb,
         env: vec![("WHISK_TEST_SCRIPT".into(), script.into())],
+        host_network: false,
     }
 }
 
@@ -746,6 +747,7 @@ async fn a_blackbox_image_serves_the_runtime_protocol() {
         image: Some(BLACKBOX_ECHO.into()),
         memory_mb: 128,
         env: vec![],
+        host_network: false,
     };
     let c = exec.create(&spec).await.unwrap();
     let client = RuntimeClient::default();

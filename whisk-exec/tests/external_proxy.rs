@@ -55,6 +55,7 @@ async fn manifest_launcher_commands_run_external_proxies() {
         image: None,
         memory_mb: 256,
         env: vec![],
+        host_network: false,
     };
     let c = exec.create(&spec).await.expect("the external proxy starts");
     let client = RuntimeClient::default();

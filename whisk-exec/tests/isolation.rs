@@ -18,6 +18,7 @@ fn spec(kind: &str, memory_mb: u64) -> ContainerSpec {
         image: None,
         memory_mb,
         env: vec![("__OW_API_HOST".into(), API_HOST.into())],
+        host_network: false,
     }
 }
 

@@ -119,6 +119,7 @@ fn spec() -> ContainerSpec {
         image: None,
         memory_mb: 256,
         env: vec![],
+        host_network: false,
     }
 }
 

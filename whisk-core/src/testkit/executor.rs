@@ -46,6 +46,7 @@ fn spec(kind: &str) -> ContainerSpec {
         image: None,
         memory_mb: 256,
         env: vec![],
+        host_network: false,
     }
 }
 

@@ -122,6 +122,7 @@ mod tests {
             image: image.map(String::from),
             memory_mb: 256,
             env: vec![],
+            host_network: false,
         }
     }
 

@@ -26,7 +26,7 @@
 //! let exec = DockerExecutor::connect(DockerConfig::default()).await.unwrap();
 //! exec.cleanup().await.unwrap(); // leftovers of a previous run
 //! let spec = ContainerSpec { name: "wsk0_1_guest_hello".into(), kind: "nodejs:20".into(),
-//!                            image: None, memory_mb: 256, env: vec![] };
+//!                            image: None, memory_mb: 256, env: vec![] , host_network: false };
 //! let container = exec.create(&spec).await.unwrap();
 //! println!("runtime at {}", container.endpoint());
 //! container.destroy().await.unwrap();

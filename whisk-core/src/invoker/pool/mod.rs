@@ -381,7 +381,13 @@ impl ContainerPool {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let spec = me.spec(&kind, None, memory_mb, &format!("prewarm_{}", clean(&kind)));
+            let spec = me.spec(
+                &kind,
+                None,
+                memory_mb,
+                &format!("prewarm_{}", clean(&kind)),
+                false,
+            );
             match me.start_container(&spec).await {
                 Ok(container) => {
                     // Warm the runtime's request path and the pooled connection to it: a /run
@@ -642,6 +648,7 @@ impl ContainerPool {
             action.exec.image(),
             want.memory_mb,
             &format!("{}_{}", clean(&job.namespace), clean(&action.name)),
+            want.host_network,
         );
         let container = match self.start_container(&spec).await {
             Ok(c) => c,
@@ -704,7 +711,14 @@ impl ContainerPool {
         destroy_all(victims);
     }
 
-    fn spec(&self, kind: &str, image: Option<&str>, memory_mb: u64, label: &str) -> ContainerSpec {
+    fn spec(
+        &self,
+        kind: &str,
+        image: Option<&str>,
+        memory_mb: u64,
+        label: &str,
+        host_network: bool,
+    ) -> ContainerSpec {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         ContainerSpec {
             name: format!("{}_{}_{}", self.config.container_prefix(), n, label),
@@ -712,6 +726,7 @@ impl ContainerPool {
             image: image.map(str::to_string),
             memory_mb,
             env: vec![("__OW_API_HOST".into(), self.config.api_host.clone())],
+            host_network,
         }
     }
 
@@ -754,6 +769,7 @@ impl ContainerPool {
             kind: action.exec.kind().to_string(),
             memory_mb: memory,
             capacity: capacity(&action),
+            host_network: needs_host_network(&action),
         };
         let acquired = match self.acquire(&want).await {
             Ok(a) => a,
@@ -787,6 +803,7 @@ impl ContainerPool {
                             action.exec.image(),
                             memory,
                             &format!("{}_{}", clean(&job.namespace), clean(&action.name)),
+                            want.host_network,
                         );
                         match self.start_container(&spec).await {
                             Ok(c) => (c, StartKind::Cold),
@@ -1012,6 +1029,12 @@ fn capacity(action: &WhiskAction) -> usize {
     } else {
         1
     }
+}
+
+/// Whether `action` is one of the platform's own (in the `whisk.system` namespace, such as the
+/// feed actions, which call the platform's API) and so keeps the host's network.
+fn needs_host_network(action: &WhiskAction) -> bool {
+    action.namespace.split('/').next() == Some(crate::feeds::SYSTEM_NAMESPACE)
 }
 
 /// A name part safe for container names.

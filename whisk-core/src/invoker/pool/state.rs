@@ -23,6 +23,11 @@ pub(super) struct Want {
     pub memory_mb: u64,
     /// Activations one container of this action may run at once.
     pub capacity: usize,
+    /// The action needs the host's network ([`ContainerSpec::host_network`]): it never takes
+    /// a pre-warmed container, which has a network of its own.
+    ///
+    /// [`ContainerSpec::host_network`]: crate::executor::ContainerSpec::host_network
+    pub host_network: bool,
 }
 
 /// Where an idle warm container stands.
@@ -150,6 +155,7 @@ impl State {
             .stems
             .iter()
             .position(|s| s.kind == want.kind && s.memory_mb == want.memory_mb)
+            .filter(|_| !want.host_network)
         {
             return Some(Acquired::Prewarm(self.stems.swap_remove(i).container));
         }
@@ -315,7 +321,34 @@ mod tests {
             kind: "nodejs:20".into(),
             memory_mb: 256,
             capacity: 1,
+            host_network: false,
         }
+    }
+
+    /// A pre-warmed container has a network of its own: an action that needs the host's
+    /// network starts a container of its own instead.
+    #[test]
+    fn an_action_on_the_host_network_never_takes_a_prewarmed_container() {
+        let mut st = State::default();
+        let host = Want {
+            host_network: true,
+            ..want("feed")
+        };
+        st.stems.push(Stem {
+            kind: host.kind.clone(),
+            memory_mb: host.memory_mb,
+            container: Arc::new(Named("stem")),
+        });
+        let mut victims = vec![];
+        assert!(matches!(
+            st.try_acquire(&host, 4096, &mut victims),
+            Some(Acquired::Cold)
+        ));
+        assert_eq!(st.stems.len(), 1, "the stem is left for others");
+        assert!(matches!(
+            st.try_acquire(&want("user"), 4096, &mut victims),
+            Some(Acquired::Prewarm(_))
+        ));
     }
 
     #[test]
