@@ -1,6 +1,8 @@
 //! A standalone platform on a free port and a small client for the tests.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use whisk_core::entity::identity::GUEST_KEY;
