@@ -7,8 +7,8 @@
 //! native no-op), measures the maximum throughput of blocking invokes with 32 closed-loop
 //! clients, then offers half that rate for the soak's length (open loop). Every few seconds it
 //! samples the platform process: resident memory, open file descriptors, threads (tasks
-//! under `/proc/<pid>/task`), its runtime processes, and the containers its pool reports at
-//! `/metrics`. At the end it checks that every activation the API answered has its record,
+//! under `/proc/<pid>/task`), its runtime processes, and at `/metrics` the containers its
+//! pool reports and the live tasks of its Tokio runtime. At the end it checks that every activation the API answered has its record,
 //! and prints each sample series' start, end, minimum and maximum with a flatness verdict.
 
 use serde_json::Value;
@@ -63,6 +63,7 @@ struct Sample {
     threads: u64,
     runtimes: u64,
     containers: u64,
+    tokio_tasks: u64,
 }
 
 /// A sampled series: its name, how to read it from a sample, and how much growth still
@@ -70,12 +71,13 @@ struct Sample {
 type Series = (&'static str, fn(&Sample) -> u64, u64);
 
 /// The series sampled.
-const SERIES: [Series; 5] = [
+const SERIES: [Series; 6] = [
     ("RSS (KB)", |s| s.rss_kb, 8 * 1024),
     ("open fds", |s| s.fds, 8),
     ("threads (/proc tasks)", |s| s.threads, 4),
     ("runtime processes", |s| s.runtimes, 4),
     ("containers (/metrics)", |s| s.containers, 4),
+    ("tokio tasks (/metrics)", |s| s.tokio_tasks, 16),
 ];
 
 /// Entries of directory `path` (0 when it cannot be read).
@@ -97,11 +99,14 @@ fn children(pid: u32) -> u64 {
         .sum()
 }
 
-/// The sum of the `whisk_containers` gauges in the Prometheus text `metrics`.
-fn containers(metrics: &str) -> u64 {
+/// The sum of the series of metric `name` in the Prometheus text `metrics`.
+fn metric(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("whisk_containers{"))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -123,7 +128,8 @@ async fn sample(platform: &Platform, api: &Api, started: Instant) -> Sample {
         fds: entries(&format!("/proc/{pid}/fd")),
         threads: entries(&format!("/proc/{pid}/task")),
         runtimes: children(pid),
-        containers: containers(&metrics),
+        containers: metric(&metrics, "whisk_containers"),
+        tokio_tasks: metric(&metrics, "whisk_runtime_tasks"),
     }
 }
 
@@ -242,20 +248,21 @@ async fn main() {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             println!(
-                "{:>7} {:>9} {:>5} {:>8} {:>9} {:>11}",
-                "t (s)", "RSS (MB)", "fds", "threads", "runtimes", "containers"
+                "{:>7} {:>9} {:>5} {:>8} {:>9} {:>11} {:>12}",
+                "t (s)", "RSS (MB)", "fds", "threads", "runtimes", "containers", "tokio tasks"
             );
             loop {
                 tick.tick().await;
                 let s = sample(&platform, &api, started).await;
                 println!(
-                    "{:>7.0} {:>9.1} {:>5} {:>8} {:>9} {:>11}",
+                    "{:>7.0} {:>9.1} {:>5} {:>8} {:>9} {:>11} {:>12}",
                     s.at.as_secs_f64(),
                     s.rss_kb as f64 / 1024.0,
                     s.fds,
                     s.threads,
                     s.runtimes,
-                    s.containers
+                    s.containers,
+                    s.tokio_tasks
                 );
                 samples.lock().expect("samples").push(s);
             }
