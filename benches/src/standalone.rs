@@ -21,8 +21,10 @@ impl Platform {
     /// `["--store", "memory"]`); its log goes to `log_name` beside the binary.
     pub fn start(user_memory_mb: u64, store_args: &[&str], log_name: &str) -> Self {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // With this package selected too, the shared dependencies get the features the
+        // benchmark's own build gave them (whisk-core's testkit) and are not compiled again.
         let status = Command::new(cargo)
-            .args(["build", "--release", "-q", "-p", "whisk-examples"])
+            .args(["build", "--release", "-q", "-p", "whisk-examples", "-p", "whisk-benches"])
             .args(["--bin", "whisk-standalone"])
             .status()
             .expect("cargo runs");
