@@ -24,7 +24,8 @@ impl Platform {
         // With this package selected too, the shared dependencies get the features the
         // benchmark's own build gave them (whisk-core's testkit) and are not compiled again.
         let status = Command::new(cargo)
-            .args(["build", "--release", "-q", "-p", "whisk-examples", "-p", "whisk-benches"])
+            .args(["build", "--release", "-q"])
+            .args(["-p", "whisk-examples", "-p", "whisk-benches"])
             .args(["--bin", "whisk-standalone"])
             .status()
             .expect("cargo runs");
