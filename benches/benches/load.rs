@@ -14,13 +14,11 @@
 //! warm container); and, when `WHISK_TEST_KAFKA` names a broker, the warm no-op through a
 //! controller and an invoker over Kafka.
 
-use base64::Engine;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use whisk_benches::standalone::{client, native_exec, Api, Platform};
 use whisk_benches::{closed_loop, open_loop, unthrottled, Stats};
-use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::executor::{Container, ContainerExecutor, ContainerSpec};
 use whisk_core::runtime::{init_body, RuntimeClient};
 use whisk_exec::ProcessExecutor;
@@ -98,182 +96,6 @@ fn row(name: &str, load: &str, it: &Stats, floor_name: &str, floor: &Stats) {
     );
 }
 
-/// The `whisk-standalone` binary as a child process.
-struct Platform {
-    child: Child,
-    base: String,
-}
-
-impl Platform {
-    /// Builds (incrementally) and starts `whisk-standalone` with memory for `user_memory_mb`.
-    fn start(user_memory_mb: u64) -> Self {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-q", "-p", "whisk-examples"])
-            .args(["--bin", "whisk-standalone"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building whisk-standalone");
-        let exe = std::env::current_exe().expect("own path");
-        let bin = exe
-            .ancestors()
-            .nth(2)
-            .expect("target/release")
-            .join("whisk-standalone");
-        let limits = unthrottled();
-        let log_path = bin.with_file_name("load-platform.log");
-        let log = std::fs::File::create(&log_path).expect("platform log file");
-        println!("platform log: {}", log_path.display());
-        let mut child = Command::new(bin)
-            .args([
-                "--port",
-                "0",
-                "--store",
-                "memory",
-                "--no-feeds",
-                "--no-prewarm",
-            ])
-            .args(["--user-memory", &user_memory_mb.to_string()])
-            .args([
-                "--invokes-per-minute",
-                &limits.invocations_per_minute.to_string(),
-            ])
-            .args([
-                "--concurrent-invocations",
-                &limits.concurrent_invocations.to_string(),
-            ])
-            .args(["--fires-per-minute", &limits.fires_per_minute.to_string()])
-            .env(
-                "RUST_LOG",
-                std::env::var("WHISK_LOAD_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("whisk-standalone starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("whisk-standalone printed its address")
-                .expect("readable stdout");
-            if let Some(at) = line.find("http://") {
-                let url = line[at..].split_whitespace().next().unwrap_or_default();
-                break url.trim_end_matches('/').to_string();
-            }
-        };
-        // Keep draining its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, base }
-    }
-
-    /// Resident memory of the platform process (not its runtime processes), in KB.
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("process status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// A REST client of the platform as `guest`.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: Arc<String>,
-}
-
-impl Api {
-    fn new(base: &str) -> Self {
-        Self {
-            http: client(),
-            base: Arc::new(base.to_string()),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(user, Some(pass))
-            .json(&body)
-            .send()
-            .await
-            .expect("platform reachable");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn put(&self, collection: &str, name: &str, body: Value) {
-        let path = format!("/api/v1/namespaces/_/{collection}/{name}?overwrite=true");
-        let (status, out) = self.send(reqwest::Method::PUT, &path, body).await;
-        assert_eq!(status, 200, "creating {collection}/{name}: {out}");
-    }
-
-    async fn action(&self, name: &str, exec: Value) {
-        self.put(
-            "actions",
-            name,
-            json!({"exec": exec, "limits": {"memory": 128}}),
-        )
-        .await;
-    }
-
-    /// A blocking invoke of `name` that must succeed.
-    async fn invoke(&self, name: &str) {
-        if let Err(e) = self.try_invoke(name).await {
-            panic!("invoking {name}: {e}");
-        }
-    }
-
-    /// A blocking invoke of `name`: the error when the platform could not be reached or did
-    /// not answer 200.
-    async fn try_invoke(&self, name: &str) -> Result<(), String> {
-        let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-        let r = self
-            .http
-            .post(format!(
-                "{}/api/v1/namespaces/_/actions/{name}?blocking=true&result=true",
-                self.base
-            ))
-            .basic_auth(user, Some(pass))
-            .json(&json!({}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = r.status();
-        let body = r.bytes().await.map_err(|e| e.to_string())?;
-        if status == 200 {
-            Ok(())
-        } else {
-            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("client builds")
-}
-
 /// A kind under test: how to create its no-op action and its floor container.
 struct Kind {
     scenario: &'static str,
@@ -284,8 +106,8 @@ struct Kind {
 }
 
 fn kinds() -> Vec<Kind> {
-    let native = std::fs::read(env!("CARGO_BIN_EXE_noop_action")).expect("native no-op built");
-    let native = base64::engine::general_purpose::STANDARD.encode(native);
+    let executable = std::fs::read(env!("CARGO_BIN_EXE_noop_action")).expect("native no-op built");
+    let native = native_exec(&executable);
     let js = "function main() { return {}; }";
     let py = "def main(args):\n    return {}\n";
     vec![
@@ -305,10 +127,9 @@ fn kinds() -> Vec<Kind> {
         },
         Kind {
             scenario: "warm-native",
-            exec: json!({"kind": "blackbox", "image": "openwhisk/dockerskeleton",
-                "code": native.clone(), "binary": true}),
+            code: native["code"].as_str().expect("base64 code").to_string(),
+            exec: native,
             kind: "blackbox",
-            code: native,
             binary: true,
         },
     ]
@@ -501,7 +322,7 @@ where
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let plan = Plan::from_args();
-    let platform = Platform::start(32_768);
+    let platform = Platform::start(32_768, &["--store", "memory"], "load-platform.log");
     let api = Api::new(&platform.base);
     let idle_rss_kb = platform.rss_kb();
     let bare_url = bare_http_server();

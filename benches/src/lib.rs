@@ -2,6 +2,8 @@
 //! and the report format that prints each figure beside its floor.
 #![warn(missing_docs)]
 
+pub mod standalone;
+
 use bytes::Bytes;
 use futures::future::join_all;
 use hdrhistogram::Histogram;

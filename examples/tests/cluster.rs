@@ -6,151 +6,11 @@
 
 mod common;
 
-use common::{couchdb_url, spawn_binary, url_in};
+use common::cluster::{Api, Cluster};
+use common::couchdb_url;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
-use std::process::Child;
+use serde_json::json;
 use std::time::Duration;
-use whisk_core::entity::identity::GUEST_KEY;
-
-/// One cluster's names on the shared broker and server.
-struct Cluster {
-    kafka: String,
-    couch: String,
-    topic_prefix: String,
-    db_prefix: String,
-}
-
-impl Cluster {
-    fn common_args(&self) -> Vec<String> {
-        [
-            "--kafka-brokers",
-            &self.kafka,
-            "--kafka-prefix",
-            &self.topic_prefix,
-            "--couchdb-url",
-            &self.couch,
-            "--couchdb-prefix",
-            &self.db_prefix,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    fn controller(&self) -> (Proc, String) {
-        let mut args = self.common_args();
-        args.extend(
-            [
-                "--port",
-                "0",
-                "--forced-completion-after",
-                "15",
-                "--ping-timeout",
-                "3",
-                "--invokes-per-minute",
-                "100000",
-                "--concurrent-invocations",
-                "1000",
-            ]
-            .map(String::from),
-        );
-        let (child, first) = spawn_binary(env!("CARGO_BIN_EXE_whisk-controller"), args);
-        (Proc(child), url_in(&first))
-    }
-
-    fn invoker(&self, id: u32, api: &str) -> Proc {
-        let mut args = self.common_args();
-        args.extend(
-            [
-                "--id",
-                &id.to_string(),
-                "--no-prewarm",
-                "--user-memory",
-                "2048",
-                "--api-host",
-                api,
-            ]
-            .map(String::from),
-        );
-        Proc(spawn_binary(env!("CARGO_BIN_EXE_whisk-invoker"), args).0)
-    }
-}
-
-struct Api {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (user, pass) = GUEST_KEY.split_once(':').unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .basic_auth(user, Some(pass));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn invokers(&self) -> Value {
-        let r = self
-            .http
-            .get(format!("{}/invokers", self.url))
-            .send()
-            .await
-            .unwrap();
-        r.json().await.unwrap()
-    }
-
-    /// Waits (hang guard only) until `/invokers` equals `want`.
-    async fn await_invokers(&self, want: Value) {
-        for _ in 0..1200 {
-            if self.invokers().await == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("invokers never became {want}: {}", self.invokers().await);
-    }
-
-    /// Waits until activation `id` has a record; returns it.
-    async fn record(&self, id: &str) -> Value {
-        for _ in 0..1200 {
-            let (status, body) = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/namespaces/_/activations/{id}"),
-                    None,
-                )
-                .await;
-            if status == StatusCode::OK {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("activation {id} never got a record");
-    }
-}
-
-/// A process of the cluster, killed (SIGKILL) when dropped, so a failing test leaves none.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_survives_an_invoker_dying_under_load() {
@@ -160,13 +20,7 @@ async fn a_cluster_survives_an_invoker_dying_under_load() {
         return;
     };
     let Some(couch) = couchdb_url() else { return };
-    let name = whisk_core::testkit::unique("cluster");
-    let cluster = Cluster {
-        kafka,
-        couch,
-        topic_prefix: format!("{name}-"),
-        db_prefix: format!("{name}_"),
-    };
+    let cluster = Cluster::new(kafka, couch, "cluster");
     let (controller, url) = cluster.controller();
     let api = Api {
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
@@ -259,13 +113,7 @@ async fn a_cluster_survives_the_broker_going_away() {
     };
     let Some(couch) = couchdb_url() else { return };
     let broker = whisk_core::testkit::broker::OwnBroker::start(&tansu);
-    let name = whisk_core::testkit::unique("outage");
-    let cluster = Cluster {
-        kafka: broker.address(),
-        couch,
-        topic_prefix: format!("{name}-"),
-        db_prefix: format!("{name}_"),
-    };
+    let cluster = Cluster::new(broker.address(), couch, "outage");
     let (mut controller, url) = cluster.controller();
     let api = Api {
         http: reqwest::Client::builder()

@@ -4,10 +4,11 @@
 
 mod common;
 
+use common::cluster::OwnCouch;
 use common::{assert_error, couch_config, couchdb_url, Platform, StandaloneConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use whisk_core::entity::identity::GUEST_KEY;
 use whisk_core::store::Collection;
@@ -167,76 +168,6 @@ async fn couchdb_backed_platform_runs_and_keeps_everything() {
     assert_eq!(r.body, json!({"activations": 1}));
     run_echo(&p, 2).await;
     p.platform.shutdown().await;
-}
-
-/// A pouchdb-server of this test's own, on disk, so it can be stopped and started again.
-struct OwnCouch {
-    bin: String,
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnCouch {
-    fn start(bin: String) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut me = Self {
-            bin,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-            child: None,
-        };
-        me.resume();
-        me
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn resume(&mut self) {
-        let child = Command::new("node")
-            .arg(&self.bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--no-color",
-                "--dir",
-                "data",
-                "--port",
-            ])
-            .arg(self.port.to_string())
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        for _ in 0..300 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("pouchdb-server did not start");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnCouch {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@
 //! | `whisk_pool_waiting_runs` | gauge | `invoker` | runs waiting for pool memory |
 //! | `whisk_pool_memory_used_megabytes` | gauge | `invoker` | memory booked by containers and stem cells |
 //! | `whisk_pool_memory_total_megabytes` | gauge | `invoker` | the pool's user memory |
+//! | `whisk_runtime_tasks` | gauge | — | live tasks of the process's Tokio runtime (read at scrape time) |
 //! | `whisk_throttled_requests_total` | counter | `reason` | requests refused with 429: `invocations_per_minute`, `concurrent_invocations`, `fires_per_minute` |
 //!
 //! The pool series are read from [`ContainerPool::metrics`] at scrape time, not counted twice.
@@ -130,6 +131,7 @@ impl Metrics {
             bus_lag.clone(),
         );
         registry.register_collector(Box::new(pools.clone()));
+        registry.register_collector(Box::new(RuntimeTasks));
         Self {
             bus_lag,
             registry,
@@ -199,6 +201,27 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The live tasks of the Tokio runtime that serves the scrape (`whisk_runtime_tasks`; absent
+/// when encoded outside a runtime): a leak of spawned tasks shows as steady growth.
+#[derive(Debug)]
+struct RuntimeTasks;
+
+impl Collector for RuntimeTasks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let tasks = runtime.metrics().num_alive_tasks();
+        let metric = encoder.encode_descriptor(
+            "whisk_runtime_tasks",
+            "Live tasks of the process's Tokio runtime",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        ConstGauge::new(i64::try_from(tasks).unwrap_or(i64::MAX)).encode(metric)
     }
 }
 
@@ -378,5 +401,37 @@ mod tests {
             !text.contains("whisk_container_starts"),
             "no pool, no pool series"
         );
+        assert!(
+            !text.contains("whisk_runtime_tasks"),
+            "no runtime, no task count"
+        );
+    }
+
+    /// The value of the unlabelled series `name` in `text`.
+    fn value(text: &str, name: &str) -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_runtime_tasks_are_counted_at_scrape_time() {
+        let m = Metrics::new();
+        let before = value(&m.encode(), "whisk_runtime_tasks");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let parked: Vec<_> = std::iter::once(tokio::spawn(async move {
+            let _ = stopped.await;
+        }))
+        .chain((0..9).map(|_| tokio::spawn(std::future::pending::<()>())))
+        .collect();
+        assert_eq!(value(&m.encode(), "whisk_runtime_tasks"), before + 10);
+        let _ = stop.send(());
+        for t in &parked[1..] {
+            t.abort();
+        }
+        for t in parked {
+            let _ = t.await;
+        }
+        assert_eq!(value(&m.encode(), "whisk_runtime_tasks"), before);
     }
 }

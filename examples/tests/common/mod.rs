@@ -1,6 +1,7 @@
 //! A standalone platform on a free port and a small client for the tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod tls;
 
 use reqwest::{Method, StatusCode};
