@@ -66,7 +66,7 @@ fn main() {
 
         // The floor: a warm runtime process of the same kind, /run called directly.
         let exec = ProcessExecutor::new().unwrap();
-        let spec = ContainerSpec { name: "floor".into(), kind: "nodejs:20".into(), image: None, memory_mb: 256, env: vec![] , host_network: false };
+        let spec = ContainerSpec { name: "floor".into(), kind: "nodejs:20".into(), image: None, memory_mb: 256, env: vec![], host_network: false };
         let container = exec.create(&spec).await.unwrap();
         let init = RuntimeClient::default()
             .init(container.endpoint(), &init_body("noop", None, Some(NOOP), false, Default::default()), Duration::from_secs(10))
