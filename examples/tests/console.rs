@@ -145,6 +145,23 @@ async fn find(c: &Client, css: &str) -> Element {
         .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
+/// Clicks the element at `css`, finding it again when the console re-rendered it between the
+/// find and the click (a stale element); any other WebDriver error fails the test.
+async fn click(c: &Client, css: &str) {
+    eventually(&format!("a click on {css}"), || async {
+        match find(c, css).await.click().await {
+            Ok(()) => Some(()),
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                None
+            }
+            Err(e) => panic!("click on {css}: {e}"),
+        }
+    })
+    .await
+}
+
 /// The text content of the element at `css` (also when it is hidden), or "" when absent.
 async fn text(c: &Client, css: &str) -> String {
     let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';";
@@ -262,11 +279,11 @@ async fn drive(c: &Client, p: &Platform) {
 
     // A malformed key is refused by the page; a wrong key by the platform.
     type_into(c, "#key", "not-a-key").await;
-    find(c, "#login-button").await.click().await.unwrap();
+    click(c, "#login-button").await;
     text_containing(c, "#login-error", "uuid:key").await;
     let wrong = format!("{}:wrong", GUEST_KEY.split_once(':').unwrap().0);
     type_into(c, "#key", &wrong).await;
-    find(c, "#login-button").await.click().await.unwrap();
+    click(c, "#login-button").await;
     let err = text_containing(c, "#login-error", "Authentication failed").await;
     assert!(
         err.contains("The supplied authentication is invalid"),
@@ -276,7 +293,7 @@ async fn drive(c: &Client, p: &Platform) {
 
     // The guest key logs in; it is kept in sessionStorage only, never in the URL.
     type_into(c, "#key", GUEST_KEY).await;
-    find(c, "#login-button").await.click().await.unwrap();
+    click(c, "#login-button").await;
     eventually("the app after login", || async {
         displayed(c, "#app").await.then_some(())
     })
@@ -326,10 +343,10 @@ async fn drive(c: &Client, p: &Platform) {
         .await
         .unwrap();
     type_into(c, "#invoke-payload", "{\"name\": ").await;
-    find(c, "#invoke-button").await.click().await.unwrap();
+    click(c, "#invoke-button").await;
     text_containing(c, "#invoke-error", "Invalid JSON").await;
     type_into(c, "#invoke-payload", "[1, 2]").await;
-    find(c, "#invoke-button").await.click().await.unwrap();
+    click(c, "#invoke-button").await;
     text_containing(c, "#invoke-error", "must be a JSON object").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(activation_count(p).await, 0, "invalid JSON was sent");
@@ -337,7 +354,7 @@ async fn drive(c: &Client, p: &Platform) {
 
     // A valid payload invokes the action and shows its result.
     type_into(c, "#invoke-payload", r#"{"name": "console"}"#).await;
-    find(c, "#invoke-button").await.click().await.unwrap();
+    click(c, "#invoke-button").await;
     text_containing(c, "#invoke-result", "hello console").await;
     assert!(text(c, "#invoke-error").await.is_empty());
     let status = text(c, "#invoke-status").await;
@@ -355,7 +372,7 @@ async fn drive(c: &Client, p: &Platform) {
     let row = format!("tr[data-testid=activation-row][data-id='{id}']");
     let listed = text_containing(c, &row, "success").await;
     assert!(listed.contains("hello"), "{listed}");
-    find(c, &row).await.click().await.unwrap();
+    click(c, &row).await;
     let detail = format!("tr[data-testid=activation-detail][data-id='{id}']");
     text_containing(
         c,
@@ -370,7 +387,7 @@ async fn drive(c: &Client, p: &Platform) {
     )
     .await;
     // It stays open across the list's refreshes.
-    find(c, "#activations-refresh").await.click().await.unwrap();
+    click(c, "#activations-refresh").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     text_containing(
         c,
@@ -446,7 +463,7 @@ async fn drive(c: &Client, p: &Platform) {
     }
 
     // Logging out forgets the key.
-    find(c, "#logout").await.click().await.unwrap();
+    click(c, "#logout").await;
     eventually("the login form after logout", || async {
         displayed(c, "#login").await.then_some(())
     })
