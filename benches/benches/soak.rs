@@ -11,13 +11,13 @@
 //! pool reports and the live tasks of its Tokio runtime. At the end it checks that every activation the API answered has its record,
 //! and prints each sample series' start, end, minimum and maximum with a flatness verdict.
 
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use whisk_benches::standalone::{native_exec, Api, Platform};
 use whisk_benches::{closed_loop, open_loop};
-use whisk_core::entity::identity::GUEST_KEY;
 
 /// The run's lengths.
 struct Plan {
@@ -159,35 +159,17 @@ fn verdict(samples: &[Sample], get: fn(&Sample) -> u64, slack: u64) -> (u64, u64
 
 /// The activation id of a blocking invoke of `name` (`None`: refused or unreachable).
 async fn invoke(api: &Api, name: &str) -> Option<String> {
-    let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-    let r = api
-        .http
-        .post(format!(
-            "{}/api/v1/namespaces/_/actions/{name}?blocking=true",
-            api.base
-        ))
-        .basic_auth(user, Some(pass))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .ok()?;
-    if r.status() != 200 {
-        return None;
+    let path = format!("/api/v1/namespaces/_/actions/{name}?blocking=true");
+    match api.try_send(Method::POST, &path, Some(json!({}))).await? {
+        (200, body) => body["activationId"].as_str().map(str::to_string),
+        _ => None,
     }
-    let body: Value = r.json().await.ok()?;
-    body["activationId"].as_str().map(str::to_string)
 }
 
 /// Whether activation `id` has a record.
 async fn recorded(api: &Api, id: &str) -> bool {
-    let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-    let r = api
-        .http
-        .get(format!("{}/api/v1/namespaces/_/activations/{id}", api.base))
-        .basic_auth(user, Some(pass))
-        .send()
-        .await;
-    matches!(r, Ok(r) if r.status() == 200)
+    let path = format!("/api/v1/namespaces/_/activations/{id}");
+    matches!(api.try_send(Method::GET, &path, None).await, Some((200, _)))
 }
 
 /// The ids of `ids` without a record, checked by 64 concurrent clients.

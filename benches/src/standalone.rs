@@ -119,17 +119,30 @@ impl Api {
 
     /// A request with JSON `body`: its status and JSON body (`Null` when not JSON).
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        self.try_send(method, path, Some(body))
+            .await
+            .expect("platform reachable")
+    }
+
+    /// A request, with JSON `body` if given: its status and JSON body (`Null` when not JSON),
+    /// or `None` when the platform could not be reached.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
         let (user, pass) = GUEST_KEY.split_once(':').expect("key has a colon");
-        let r = self
+        let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .basic_auth(user, Some(pass))
-            .json(&body)
-            .send()
-            .await
-            .expect("platform reachable");
+            .basic_auth(user, Some(pass));
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let r = req.send().await.ok()?;
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        Some((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// Creates (or overwrites) `collection/name` with `body`.
