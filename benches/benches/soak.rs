@@ -1,11 +1,13 @@
 //! The soak: `cargo bench -p whisk-benches --bench soak` (options: `-- --minutes 10`,
-//! `--measure-secs 20`, `--sample-secs 5`, `--fraction 0.5` of the maximum; `-- --smoke` for a short run whose numbers mean
-//! nothing).
+//! `--measure-secs 20`, `--sample-secs 5`, `--fraction 0.5` of the maximum, `--store
+//! embedded|memory`; `-- --smoke` for a short run whose numbers mean nothing).
 //!
 //! It starts the real `whisk-standalone` binary with its default store (the embedded,
 //! durable one, in a temporary directory) and the load harness's main action (the warm
 //! native no-op), measures the maximum throughput of blocking invokes with 32 closed-loop
-//! clients, then offers half that rate for the soak's length (open loop). Every few seconds it
+//! clients, then offers half that rate for the soak's length from the same 32 clients, paced
+//! (constant throughput, latency counted from each call's due time; see
+//! [`paced_loop`]). Every few seconds it
 //! samples the platform process: resident memory, open file descriptors, threads (tasks
 //! under `/proc/<pid>/task`), its runtime processes, and at `/metrics` the containers its
 //! pool reports and the live tasks of its Tokio runtime. At the end it checks that every activation the API answered has its record,
@@ -17,7 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use whisk_benches::standalone::{native_exec, Api, Platform};
-use whisk_benches::{closed_loop, open_loop};
+use whisk_benches::{closed_loop, paced_loop};
+
+/// The clients of both the maximum's measurement and the soak.
+const CLIENTS: usize = 32;
 
 /// The run's lengths.
 struct Plan {
@@ -26,6 +31,8 @@ struct Plan {
     sample_every: Duration,
     /// The share of the measured maximum offered during the soak.
     fraction: f64,
+    /// The platform's `--store`.
+    store: String,
     smoke: bool,
 }
 
@@ -52,6 +59,12 @@ impl Plan {
             ),
             sample_every: secs("--sample-secs", 5.0, 1.0),
             fraction: value("--fraction").unwrap_or(0.5),
+            store: args
+                .iter()
+                .position(|a| a == "--store")
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+                .unwrap_or_else(|| "embedded".into()),
             smoke,
         }
     }
@@ -190,7 +203,7 @@ async fn main() {
     let dir = data.path().to_str().expect("a UTF-8 path").to_string();
     let platform = Platform::start(
         32_768,
-        &["--store", "embedded", "--data-dir", &dir],
+        &["--store", &plan.store, "--data-dir", &dir],
         "soak-platform.log",
     );
     let api = Api::new(&platform.base);
@@ -198,7 +211,8 @@ async fn main() {
     api.action("noop", native_exec(&executable)).await;
     api.invoke("noop").await;
     println!(
-        "whisk soak: whisk-standalone (embedded store, process executor) at {}, warm native no-op; {}",
+        "whisk soak: whisk-standalone ({} store, process executor) at {}, warm native no-op; {}",
+        plan.store,
         platform.base,
         if plan.smoke {
             "SMOKE run (numbers not meaningful)"
@@ -207,14 +221,14 @@ async fn main() {
         }
     );
 
-    // The maximum: 32 closed-loop clients for the measuring time.
-    let max = closed_loop(32, u64::MAX / 2, plan.measure, || async {
+    // The maximum: closed-loop clients for the measuring time.
+    let max = closed_loop(CLIENTS, u64::MAX / 2, plan.measure, || async {
         api.invoke("noop").await
     })
     .await;
     let rate = (max.per_sec * plan.fraction).max(1.0);
     println!(
-        "maximum throughput: {:.0}/s (32 clients, {:.0} s, p50 {:.2} ms); soak at {:.2} of it: {rate:.0}/s for {:.1} min, a sample every {:.0} s",
+        "maximum throughput: {:.0}/s ({CLIENTS} clients, {:.0} s, p50 {:.2} ms); soak at {:.2} of it: {rate:.0}/s from {CLIENTS} paced clients for {:.1} min, a sample every {:.0} s",
         max.per_sec,
         plan.measure.as_secs_f64(),
         max.p50_us / 1000.0,
@@ -254,7 +268,7 @@ async fn main() {
             }
         })
     };
-    let load = open_loop(rate, plan.soak, {
+    let load = paced_loop(CLIENTS, rate, plan.soak, {
         let (api, accepted, refused) = (api.clone(), accepted.clone(), refused.clone());
         move || {
             let (api, accepted, refused) = (api.clone(), accepted.clone(), refused.clone());
@@ -269,11 +283,22 @@ async fn main() {
         }
     })
     .await;
-    // One last sample after the load, then stop sampling.
-    tokio::time::sleep(plan.sample_every).await;
+    // The verdict covers the load only; one more sample shows where the platform settles.
     sampler.abort();
     let _ = sampler.await;
     let samples = samples.lock().expect("samples").clone();
+    tokio::time::sleep(plan.sample_every).await;
+    let after = sample(&platform, &api, started).await;
+    println!(
+        "{:.0} s after the load: RSS {:.1} MB, {} fds, {} threads, {} runtimes, {} containers, {} tokio tasks",
+        plan.sample_every.as_secs_f64(),
+        after.rss_kb as f64 / 1024.0,
+        after.fds,
+        after.threads,
+        after.runtimes,
+        after.containers,
+        after.tokio_tasks
+    );
 
     let ids = accepted.lock().expect("ids").clone();
     let refused = refused.load(Ordering::Relaxed);

@@ -56,12 +56,7 @@ where
         }
     });
     let hists = join_all(runs).await;
-    let elapsed = started.elapsed();
-    let mut all = new_histogram();
-    for h in &hists {
-        all.add(h).expect("same bounds");
-    }
-    from_histogram(&all, elapsed)
+    from_histograms(&hists, started.elapsed())
 }
 
 /// A latency histogram in µs, 1 µs to 60 s, 3 significant digits.
@@ -69,6 +64,15 @@ where
 /// maximum instead of ending the run.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// The statistics of the latencies of all `hists` together, over `elapsed`.
+fn from_histograms(hists: &[Histogram<u64>], elapsed: Duration) -> Stats {
+    let mut all = new_histogram();
+    for h in hists {
+        all.add(h).expect("same bounds");
+    }
+    from_histogram(&all, elapsed)
 }
 
 /// The statistics of latencies (µs) recorded in `h` over `elapsed`.
@@ -81,6 +85,38 @@ pub fn from_histogram(h: &Histogram<u64>, elapsed: Duration) -> Stats {
         per_sec: h.len() as f64 / elapsed.as_secs_f64(),
         count: h.len(),
     }
+}
+
+/// Calls `op` at a fixed offered `rate` per second for `duration` from `clients` clients
+/// that each wait for their call's answer before the next (wrk2's model: constant throughput
+/// over a fixed number of connections). The calls are spread evenly over the clients and the
+/// time: client `i`'s `k`-th call is due at `(k * clients + i) / rate` seconds. A client that
+/// is late calls at once; each latency counts from the call's due time, so a server that falls
+/// behind shows in the percentiles (no coordinated omission), while the calls in flight never
+/// exceed `clients`. Throughput is completions over the time until the last one.
+pub async fn paced_loop<F, Fut>(clients: usize, rate: f64, duration: Duration, op: F) -> Stats
+where
+    F: Fn() -> Fut + Clone,
+    Fut: Future<Output = ()>,
+{
+    let started = tokio::time::Instant::now();
+    let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let gap = Duration::from_secs_f64(1.0 / rate);
+    let runs = (0..clients as u64).map(|i| {
+        let op = op.clone();
+        async move {
+            let mut h = new_histogram();
+            for n in (i..total).step_by(clients) {
+                let due = started + gap.mul_f64(n as f64);
+                tokio::time::sleep_until(due).await;
+                op().await;
+                h.saturating_record(due.elapsed().as_micros().max(1) as u64);
+            }
+            h
+        }
+    });
+    let hists = join_all(runs).await;
+    from_histograms(&hists, started.elapsed())
 }
 
 /// Calls `op` at a fixed offered `rate` per second for `duration` (open loop: a call starts on
