@@ -273,6 +273,10 @@ pub struct ListenArgs {
     /// keep-alive connection may stay idle, before the connection is closed.
     #[arg(long, default_value_t = ServeSettings::default().header_read_timeout.as_secs())]
     pub header_read_timeout: u64,
+    /// Most connections served at once (OpenWhisk's controller: 8192); beyond it new clients
+    /// wait until one closes.
+    #[arg(long, default_value_t = ServeSettings::default().max_connections)]
+    pub max_connections: usize,
 }
 
 impl ListenArgs {
@@ -298,6 +302,7 @@ impl ListenArgs {
                 request_timeout: std::time::Duration::from_secs(self.request_timeout),
             },
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
+            max_connections: self.max_connections,
         })
     }
 }

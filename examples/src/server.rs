@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use whisk_core::api::RequestLimits;
 
@@ -71,6 +71,9 @@ impl Tls {
     }
 }
 
+/// The default of [`ServeSettings::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+
 /// How a REST API is served.
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
@@ -83,6 +86,11 @@ pub struct ServeSettings {
     /// the connection is closed (default 30 s): a client sending its headers a byte at a time
     /// cannot hold a connection open.
     pub header_read_timeout: Duration,
+    /// Most connections served at once (default 8192, OpenWhisk's controller's
+    /// `max-connections`). Beyond it the server accepts no more until one closes: new clients
+    /// wait in the listen backlog, so an open-loop flood cannot take every file descriptor
+    /// (which the pool needs for containers) or a task and a buffer per connection.
+    pub max_connections: usize,
 }
 
 impl ServeSettings {
@@ -102,6 +110,7 @@ impl Default for ServeSettings {
             tls: None,
             limits: RequestLimits::default(),
             header_read_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -138,6 +147,7 @@ impl Server {
             http: http1(settings),
             app,
             handshake_timeout: settings.header_read_timeout,
+            connections: Arc::new(Semaphore::new(settings.max_connections.max(1))),
         };
         let task = tokio::spawn(serving.accept(listener, tls, stopping));
         Ok(Self {
@@ -189,6 +199,8 @@ struct Serving {
     http: hyper::server::conn::http1::Builder,
     app: axum::Router,
     handshake_timeout: Duration,
+    /// A permit per connection served ([`ServeSettings::max_connections`]).
+    connections: Arc<Semaphore>,
 }
 
 impl Serving {
@@ -201,6 +213,13 @@ impl Serving {
     ) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
+            // At the cap, wait for a connection to close before accepting another.
+            let permit = tokio::select! {
+                permit = self.connections.clone().acquire_owned() => {
+                    permit.expect("the connection semaphore is never closed")
+                }
+                _ = stopping.changed() => break,
+            };
             let tcp = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _)) => tcp,
@@ -219,11 +238,15 @@ impl Serving {
             let stopping = stopping.clone();
             match &tls {
                 None => {
-                    tokio::spawn(serving.connection(tcp, watcher));
+                    tokio::spawn(async move {
+                        serving.connection(tcp, watcher).await;
+                        drop(permit);
+                    });
                 }
                 Some(tls) => {
                     let handshake = tls.accept(tcp);
                     tokio::spawn(async move {
+                        let _permit = permit;
                         let mut stopping = stopping;
                         tokio::select! {
                             done = tokio::time::timeout(serving.handshake_timeout, handshake) => {

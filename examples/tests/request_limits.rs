@@ -1,8 +1,9 @@
 //! Request limits, over raw TCP where a well-behaved client cannot misbehave: the body size
 //! (declared, chunked, and a Content-Length that lies), the URI length, header count and size,
 //! the request timeout, and the server's slow-client limits (a slowloris client, idle
-//! keep-alive connections). Each refusal is an OpenWhisk error body. No timing is asserted:
-//! only that a cut-off happens within a generous guard while others are served.
+//! keep-alive connections) and connection cap. Each refusal is an OpenWhisk error body. No
+//! timing is asserted: only that a cut-off happens within a generous guard while others are
+//! served.
 
 mod common;
 
@@ -24,12 +25,19 @@ const GUARD: Duration = Duration::from_secs(60);
 /// A standalone platform (no feeds, no prewarm) served with `limits` and
 /// `header_read_timeout`.
 async fn platform(limits: RequestLimits, header_read_timeout: Duration) -> Platform {
+    platform_serving(ServeSettings {
+        tls: None,
+        limits,
+        header_read_timeout,
+        ..ServeSettings::default()
+    })
+    .await
+}
+
+/// A standalone platform (no feeds, no prewarm) served with `serve`.
+async fn platform_serving(serve: ServeSettings) -> Platform {
     Platform::start_config(StandaloneConfig {
-        serve: ServeSettings {
-            tls: None,
-            limits,
-            header_read_timeout,
-        },
+        serve,
         prewarm: false,
         feeds: whisk_examples::feeds::FeedSettings {
             enabled: false,
@@ -369,6 +377,50 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     dribble.abort();
 }
 
+/// Checks that the server at `addr` serves at most `cap` connections at once (its idle
+/// connections must stay open during the check) and serves one more once one closes: opens
+/// connections, each sending a ping, until one is not answered (the harness's own client may
+/// hold a connection too, so the cap can be reached before `cap` of these), closes one and
+/// waits for the waiting one's answer.
+async fn assert_connection_cap(addr: SocketAddr, cap: usize) {
+    let ping = "GET /ping HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut served = Vec::new();
+    let mut waiting = loop {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(ping.as_bytes()).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(2), read_response(&mut s)).await {
+            Ok(r) => {
+                assert_eq!(r.expect("a response").status, 200);
+                served.push(s);
+                assert!(
+                    served.len() <= cap,
+                    "more than {cap} connections served at once"
+                );
+            }
+            Err(_) => break s,
+        }
+    };
+    assert!(!served.is_empty(), "no connection was served at all");
+    drop(served.pop());
+    let r = tokio::time::timeout(GUARD, read_response(&mut waiting))
+        .await
+        .expect("the waiting connection is served once another closes");
+    assert_eq!(r.expect("a response").status, 200);
+}
+
+/// At most `max_connections` connections are served at once: one more is accepted only when
+/// one of them closes, and is then served.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let p = platform_serving(ServeSettings {
+        max_connections: 3,
+        header_read_timeout: GUARD,
+        ..ServeSettings::default()
+    })
+    .await;
+    assert_connection_cap(p.platform.addr, 3).await;
+}
+
 /// A keep-alive connection left idle after its response is closed by the server.
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
@@ -490,4 +542,22 @@ async fn the_limit_flags_reach_the_server() {
     let (mut s, r) = exchange(addr, "GET /ping HTTP/1.1\r\nHost: t\r\n", b"").await;
     assert_eq!(r.unwrap().status, 200);
     assert!(until_closed(&mut s).await.is_empty());
+}
+
+/// The binaries' `--max-connections` reaches the server.
+#[tokio::test]
+async fn the_connection_cap_flag_reaches_the_server() {
+    let (child, url) = common::spawn_standalone([
+        "--port",
+        "0",
+        "--store",
+        "memory",
+        "--no-feeds",
+        "--no-prewarm",
+        "--max-connections",
+        "2",
+    ]);
+    let _child = common::KillOnDrop(child);
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    assert_connection_cap(addr, 2).await;
 }

@@ -734,7 +734,10 @@ mod tests {
         );
         for (w, i) in (0..writers).flat_map(|w| (0..each).map(move |i| (w, i))) {
             let id = format!("g/w{w}-{i}");
-            assert!(s.get(Collection::Activations, &id).await.is_ok(), "{id} is there");
+            assert!(
+                s.get(Collection::Activations, &id).await.is_ok(),
+                "{id} is there"
+            );
         }
     }
 

@@ -276,6 +276,10 @@ mod tests {
         batch.clear();
         drop(tx);
         gather(&rx, &mut batch, Instant::now() + Duration::from_secs(120));
-        assert_eq!(batch.len(), 3, "what was queued before the last sender left");
+        assert_eq!(
+            batch.len(),
+            3,
+            "what was queued before the last sender left"
+        );
     }
 }
