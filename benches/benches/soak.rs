@@ -82,6 +82,23 @@ struct Sample {
     tokio_tasks: u64,
 }
 
+/// One row of the samples' table (its header is printed by the sampler).
+impl std::fmt::Display for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>7.0} {:>9.1} {:>5} {:>8} {:>9} {:>11} {:>12}",
+            self.at.as_secs_f64(),
+            self.rss_kb as f64 / 1024.0,
+            self.fds,
+            self.threads,
+            self.runtimes,
+            self.containers,
+            self.tokio_tasks
+        )
+    }
+}
+
 /// A sampled series: its name, how to read it from a sample, and how much growth still
 /// counts as flat (absolute, on top of 10 %).
 type Series = (&'static str, fn(&Sample) -> u64, u64);
@@ -254,16 +271,7 @@ async fn main() {
             loop {
                 tick.tick().await;
                 let s = sample(&platform, &api, started).await;
-                println!(
-                    "{:>7.0} {:>9.1} {:>5} {:>8} {:>9} {:>11} {:>12}",
-                    s.at.as_secs_f64(),
-                    s.rss_kb as f64 / 1024.0,
-                    s.fds,
-                    s.threads,
-                    s.runtimes,
-                    s.containers,
-                    s.tokio_tasks
-                );
+                println!("{s}");
                 samples.lock().expect("samples").push(s);
             }
         })
@@ -290,14 +298,8 @@ async fn main() {
     tokio::time::sleep(plan.sample_every).await;
     let after = sample(&platform, &api, started).await;
     println!(
-        "{:.0} s after the load: RSS {:.1} MB, {} fds, {} threads, {} runtimes, {} containers, {} tokio tasks",
-        plan.sample_every.as_secs_f64(),
-        after.rss_kb as f64 / 1024.0,
-        after.fds,
-        after.threads,
-        after.runtimes,
-        after.containers,
-        after.tokio_tasks
+        "{after}  ({:.0} s after the load)",
+        plan.sample_every.as_secs_f64()
     );
 
     let ids = accepted.lock().expect("ids").clone();

@@ -477,13 +477,7 @@ async fn the_request_timeout_answers_408_for_a_stalled_body_and_503_for_a_slow_h
 /// `--max-headers`, `--max-header-bytes`, `--request-timeout` and `--header-read-timeout`.
 #[tokio::test]
 async fn the_limit_flags_reach_the_server() {
-    let (child, url) = common::spawn_standalone([
-        "--port",
-        "0",
-        "--store",
-        "memory",
-        "--no-feeds",
-        "--no-prewarm",
+    let (_child, url) = common::spawn_quiet_standalone(&[
         "--max-body-bytes",
         "100",
         "--max-uri-bytes",
@@ -497,7 +491,6 @@ async fn the_limit_flags_reach_the_server() {
         "--header-read-timeout",
         "1",
     ]);
-    let _child = common::KillOnDrop(child);
     let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
     let (_, r) = exchange(addr, &format!("{PUT_ACTION}Content-Length: 101\r\n"), b"").await;
     assert_refused(
@@ -547,17 +540,7 @@ async fn the_limit_flags_reach_the_server() {
 /// The binaries' `--max-connections` reaches the server.
 #[tokio::test]
 async fn the_connection_cap_flag_reaches_the_server() {
-    let (child, url) = common::spawn_standalone([
-        "--port",
-        "0",
-        "--store",
-        "memory",
-        "--no-feeds",
-        "--no-prewarm",
-        "--max-connections",
-        "2",
-    ]);
-    let _child = common::KillOnDrop(child);
+    let (_child, url) = common::spawn_quiet_standalone(&["--max-connections", "2"]);
     let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
     assert_connection_cap(addr, 2).await;
 }

@@ -49,20 +49,13 @@ fn exit_of(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[tokio::test]
 async fn the_binary_serves_https_with_the_given_certificate() {
     let cert = Cert::generate();
-    let mut args: Vec<std::ffi::OsString> = [
-        "--port",
-        "0",
-        "--store",
-        "memory",
-        "--no-feeds",
-        "--no-prewarm",
-    ]
-    .map(Into::into)
-    .to_vec();
-    args.extend(["--tls-cert".into(), cert.cert().into()]);
-    args.extend(["--tls-key".into(), cert.key().into()]);
-    let (child, url) = common::spawn_standalone(args);
-    let mut child = common::KillOnDrop(child);
+    let tls: [std::ffi::OsString; 4] = [
+        "--tls-cert".into(),
+        cert.cert().into(),
+        "--tls-key".into(),
+        cert.key().into(),
+    ];
+    let (mut child, url) = common::spawn_quiet_standalone(&tls);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let http = cert.client();
 
