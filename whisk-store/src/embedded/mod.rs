@@ -43,7 +43,7 @@ use record::Record;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -98,8 +98,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    /// Write transactions the writer has run (committed or failed).
-    commits: Arc<AtomicU64>,
+    /// What the writer counts.
+    counts: Arc<writer::Counts>,
     file: PathBuf,
     /// A temporary directory the store lives in (tests), removed after the store closes.
     #[cfg(test)]
@@ -166,19 +166,19 @@ impl EmbeddedStore {
 
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(writer::Counts::default());
         let writer = {
-            let (db, commits) = (db.clone(), commits.clone());
+            let (db, counts) = (db.clone(), counts.clone());
             std::thread::Builder::new()
                 .name("whisk-store-writer".into())
-                .spawn(move || writer::run(db, rx, commits))
+                .spawn(move || writer::run(db, rx, counts))
                 .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
             db,
             tx: Some(tx),
             writer: Some(writer),
-            commits,
+            counts,
             file,
             #[cfg(test)]
             _temp: None,
@@ -193,7 +193,13 @@ impl EmbeddedStore {
     /// How many write transactions the store has run since it opened: with group commit,
     /// usually fewer than the writes (`writes / commits` is the mean batch).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.counts.commits.load(Ordering::Relaxed)
+    }
+
+    /// Of [`commits`](Self::commits), those for which the writer gathered writes (waited up
+    /// to 2 ms for more) because other writers were active.
+    pub fn gathered_commits(&self) -> u64 {
+        self.counts.gathered.load(Ordering::Relaxed)
     }
 
     /// Queues a write for the writer thread and waits for its commit.
@@ -681,34 +687,38 @@ mod tests {
         );
     }
 
-    /// The commits the store ran for the writes `f` made.
-    async fn commits_for(s: &EmbeddedStore, f: impl std::future::Future<Output = ()>) -> u64 {
-        let before = s.commits();
+    /// The commits and gathered commits the store ran for the writes `f` made.
+    async fn commits_for(
+        s: &EmbeddedStore,
+        f: impl std::future::Future<Output = ()>,
+    ) -> (u64, u64) {
+        let before = (s.commits(), s.gathered_commits());
         f.await;
-        s.commits() - before
+        (s.commits() - before.0, s.gathered_commits() - before.1)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_writer_commits_each_write_at_once() {
         let s = EmbeddedStore::temporary();
         // Each write is answered after its own commit: nothing else is queued, so the writer
-        // never waits for company (and never merges a write with the next one).
-        let commits = commits_for(&s, async {
-            for i in 0..50 {
+        // never waits for company, even though the writer's next request follows its answer
+        // at once, and never merges a write with the next one.
+        let (commits, gathered) = commits_for(&s, async {
+            for i in 0..200 {
                 s.put(Collection::Activations, &format!("g/a{i}"), json!({}), None)
                     .await
                     .unwrap();
             }
         })
         .await;
-        assert_eq!(commits, 50);
+        assert_eq!((commits, gathered), (200, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_share_commits() {
         let s = Arc::new(EmbeddedStore::temporary());
         let (writers, each) = (32, 20);
-        let commits = commits_for(&s, async {
+        let (commits, _) = commits_for(&s, async {
             let tasks: Vec<_> = (0..writers)
                 .map(|w| {
                     let s = s.clone();

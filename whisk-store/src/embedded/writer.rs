@@ -68,8 +68,17 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<String, StoreError>>,
 }
 
-/// Runs the writer until every sender of `rx` is gone, counting its transactions in `commits`.
-pub(crate) fn run(db: Arc<Database>, rx: Receiver<Request>, commits: Arc<AtomicU64>) {
+/// What the writer counts.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    /// Write transactions run (committed or failed).
+    pub commits: AtomicU64,
+    /// Of those, the ones whose requests were gathered (the writer waited for company).
+    pub gathered: AtomicU64,
+}
+
+/// Runs the writer until every sender of `rx` is gone, counting in `counts`.
+pub(crate) fn run(db: Arc<Database>, rx: Receiver<Request>, counts: Arc<Counts>) {
     let mut batch = Vec::new();
     // Whether other writers are active (see the module's documentation).
     let mut busy = false;
@@ -81,6 +90,7 @@ pub(crate) fn run(db: Arc<Database>, rx: Receiver<Request>, commits: Arc<AtomicU
             }
         }
         if busy {
+            counts.gathered.fetch_add(1, Ordering::Relaxed);
             gather(&rx, &mut batch, Instant::now() + COMMIT_WINDOW);
         } else {
             drain(&rx, &mut batch);
@@ -93,14 +103,18 @@ pub(crate) fn run(db: Arc<Database>, rx: Receiver<Request>, commits: Arc<AtomicU
                 vec![Err(err); batch.len()]
             }
         };
-        commits.fetch_add(1, Ordering::Relaxed);
-        let committed = batch.len();
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        // Requests queued now arrived while the batch was committed, so they come from other
+        // writers: every writer of the batch is still waiting for its answer. (Looked at before
+        // answering: a lone writer's next request, sent as soon as it has its answer, must not
+        // count.) They start the next batch.
+        let mut next = Vec::new();
+        drain(&rx, &mut next);
+        busy = batch.len() > 1 || !next.is_empty();
         for (req, answer) in batch.drain(..).zip(answers) {
             let _ = req.reply.send(answer);
         }
-        // Requests queued now arrived while the batch was committed: they start the next one.
-        drain(&rx, &mut batch);
-        busy = committed > 1 || !batch.is_empty();
+        batch = next;
     }
 }
 
