@@ -29,6 +29,23 @@ const RECENT_IDS: usize = 16_384;
 pub const DRAIN_MESSAGE: &str =
     "The invoker shut down before the action finished; the activation was aborted.";
 
+/// How long a drain waits, after its deadline, for activations that ended before it to finish
+/// writing their records and acknowledgements.
+const FINISH_GRACE: Duration = Duration::from_secs(10);
+
+/// Held while an activation taken off the in-flight list is recorded and acknowledged;
+/// dropping it (also when the task is cancelled) tells a waiting drain.
+struct Finishing<'a>(&'a Invoker);
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .finishing
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.settled.notify_waiters();
+    }
+}
+
 /// Remembers recently seen activation ids (bounded).
 #[derive(Default)]
 struct RecentIds {
@@ -89,8 +106,12 @@ pub struct Invoker {
     /// Activations being processed, by id; whoever removes one (its task when done, or
     /// [`Invoker::drain`] at its deadline) writes its one record.
     in_flight: Mutex<HashMap<ActivationId, Arc<ActivationMessage>>>,
-    /// Signalled each time an activation in flight is done.
+    /// Signalled each time an activation in flight is done, and each time one finishes
+    /// recording.
     settled: tokio::sync::Notify,
+    /// Activations taken off the in-flight list whose record and acknowledgement are still
+    /// being written ([`Finishing`]).
+    finishing: std::sync::atomic::AtomicUsize,
     actions: Mutex<HashMap<String, (String, Arc<WhiskAction>)>>,
     ping_interval: Duration,
     enabled: AtomicBool,
@@ -148,6 +169,7 @@ impl Invoker {
             recent: Mutex::new(RecentIds::default()),
             in_flight: Mutex::new(HashMap::new()),
             settled: tokio::sync::Notify::new(),
+            finishing: std::sync::atomic::AtomicUsize::new(0),
             actions: Mutex::new(HashMap::new()),
             ping_interval: config.ping_interval.max(Duration::from_millis(1)),
             enabled: AtomicBool::new(true),
@@ -314,15 +336,10 @@ impl Invoker {
     /// the invoker took ends with exactly one record. Returns how many it ended that way.
     /// Their runs go on until the pool is shut down, and write nothing.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        let _ = tokio::time::timeout(deadline, async {
-            loop {
-                let settled = self.settled.notified();
-                if self.in_flight() == 0 {
-                    return;
-                }
-                settled.await;
-            }
-        })
+        let _ = tokio::time::timeout(
+            deadline,
+            self.settled_until(|me| me.in_flight() == 0 && me.finishing() == 0),
+        )
         .await;
         let left: Vec<_> = self.in_flight.lock().unwrap().drain().collect();
         for (id, msg) in &left {
@@ -331,14 +348,44 @@ impl Invoker {
             self.finish(msg, self.record(msg, None, outcome), false)
                 .await;
         }
+        // Activations that ended before the deadline may still be writing their records
+        // (a blocking one's result goes out first): a process that exits now would lose them.
+        let _ =
+            tokio::time::timeout(FINISH_GRACE, self.settled_until(|me| me.finishing() == 0)).await;
         left.len()
     }
 
-    /// Takes activation `id` off the in-flight list: false when the drain already ended it.
-    fn settle(&self, id: &ActivationId) -> bool {
-        let mine = self.in_flight.lock().unwrap().remove(id).is_some();
+    /// Returns once `done` holds, looking again each time an activation settles or finishes.
+    async fn settled_until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let settled = self.settled.notified();
+            if done(self) {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Activations whose record and acknowledgement are being written.
+    fn finishing(&self) -> usize {
+        self.finishing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes activation `id` off the in-flight list; `None` when the drain already ended it.
+    /// The caller records and acknowledges it while holding the returned guard.
+    fn settle(&self, id: &ActivationId) -> Option<Finishing<'_>> {
+        let guard = {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            // Counted as finishing before the in-flight list lets go of it, so a drain never
+            // sees both empty in between.
+            in_flight.remove(id).map(|_| {
+                self.finishing
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Finishing(self)
+            })
+        };
         self.settled.notify_waiters();
-        mine
+        guard
     }
 
     async fn process(&self, msg: Arc<ActivationMessage>) {
@@ -358,7 +405,7 @@ impl Invoker {
         {
             tracing::info!(activation = %msg.activation_id,
                 "activation already recorded; duplicate delivery not run");
-            if self.settle(&msg.activation_id) {
+            if let Some(_finishing) = self.settle(&msg.activation_id) {
                 self.acknowledge(&msg, done).await;
             }
             return;
@@ -376,7 +423,7 @@ impl Invoker {
                 (self.record(&msg, None, unrun(response)), false)
             }
         };
-        if self.settle(&msg.activation_id) {
+        if let Some(_finishing) = self.settle(&msg.activation_id) {
             self.finish(&msg, activation, result_sent).await;
         }
     }
