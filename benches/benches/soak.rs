@@ -39,14 +39,17 @@ struct Plan {
 impl Plan {
     fn from_args() -> Self {
         let args: Vec<String> = std::env::args().collect();
-        let value = |name: &str| {
+        // The word after flag `name`.
+        let arg = |name: &str| {
             args.iter()
                 .position(|a| a == name)
                 .and_then(|i| args.get(i + 1))
-                .map(|v| {
-                    v.parse::<f64>()
-                        .unwrap_or_else(|_| panic!("{name} takes a number"))
-                })
+        };
+        let value = |name: &str| {
+            arg(name).map(|v| {
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("{name} takes a number"))
+            })
         };
         let smoke = args.iter().any(|a| a == "--smoke");
         let secs = |name: &str, full: f64, short: f64| {
@@ -59,12 +62,7 @@ impl Plan {
             ),
             sample_every: secs("--sample-secs", 5.0, 1.0),
             fraction: value("--fraction").unwrap_or(0.5),
-            store: args
-                .iter()
-                .position(|a| a == "--store")
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-                .unwrap_or_else(|| "embedded".into()),
+            store: arg("--store").cloned().unwrap_or_else(|| "embedded".into()),
             smoke,
         }
     }
